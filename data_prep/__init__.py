@@ -1,0 +1,1 @@
+"""Offline data preparation: Fashion-Gen and EasyTransfer inputs to TFRecords."""

@@ -1,0 +1,1 @@
+"""Frozen CNN backbones that embed patches offline."""

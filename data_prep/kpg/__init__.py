@@ -1,0 +1,1 @@
+"""Kaleido Patch Generator: foreground crop and multi-scale patch geometry."""

@@ -1,0 +1,494 @@
+"""``kaleido-tf prepare``: Fashion-Gen HDF5 -> kaleido patch features -> TFRecords.
+
+Stage order (DESIGN.md §1): read and check the source, group rows into products,
+build or load the category and WordPiece vocabularies, encode the texts, then for each
+shard: crop (KPG), cut patches, make the pixel variants, embed everything with the
+frozen backbone in batches across images, and write the shard under a temporary name.
+Shard i always holds source rows [i*S, (i+1)*S), so a rerun skips finished shards and
+``--num-workers K --worker-index i`` splits the shards between processes or machines.
+``manifest.json`` is written when every shard is present.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import kaleido_tf
+from kaleido_tf import schema
+from kaleido_tf.atomic_files import atomic_write_json, atomic_write_text
+from kaleido_tf.config.data_prep import PrepareConfig
+from kaleido_tf.config.loader import config_to_dict
+from kaleido_tf.errors import DataError
+from kaleido_tf.manifest import MANIFEST_NAME, write_manifest
+
+from data_prep.kpg.foreground import extract_crop, make_cropper
+from data_prep.kpg.kaleido_patches import KaleidoPatchGenerator
+from data_prep.pixel_variants.greyscale import grey
+from data_prep.pixel_variants.rotations import rotations
+from data_prep.readers.fashiongen_h5 import FashionGenReader, Product
+
+SETTINGS_NAME = "build_settings.json"
+VOCAB_NAME = "vocab.txt"
+CATEGORIES_NAME = "categories.json"
+PRODUCTS_NAME = "products.jsonl"
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareRequest:
+    """One conversion.
+
+    Attributes:
+        h5_path: Source Fashion-Gen ``.h5`` file.
+        out_dir: Output folder.
+        config: The resolved PrepareConfig.
+        backbone_weights: Local ``.h5`` weights, or None for seeded random weights
+            (only on an explicit ``--backbone-weights none``).
+        vocab_path: A BERT ``vocab.txt``; None learns one from the texts (demo).
+        categories_path: ``categories.json`` of another build (e.g. the train
+            split's), so that ids agree across splits; None builds it here.
+        split: Split name used in shard names; None derives it from the file name.
+        num_workers: Processes sharing the shards.
+        worker_index: This process's index in [0, num_workers).
+        overwrite: Replace an existing build made with other settings.
+        seed: Seed of random backbone weights.
+        progress: Show a tqdm progress bar.
+        command: The command line, recorded in the manifest.
+        config_source: Where the config came from, recorded in the manifest.
+    """
+
+    h5_path: Path
+    out_dir: Path
+    config: PrepareConfig
+    backbone_weights: Path | None
+    vocab_path: Path | None = None
+    categories_path: Path | None = None
+    split: str | None = None
+    num_workers: int = 1
+    worker_index: int = 0
+    overwrite: bool = False
+    seed: int = 0
+    progress: bool = True
+    command: str = ""
+    config_source: str = ""
+
+
+def split_name(h5_path: Path) -> str:
+    """``fashiongen_256_256_train.h5`` -> ``train``; otherwise the file stem."""
+    stem = h5_path.stem
+    for name in ("train", "validation", "valid", "test"):
+        if stem.endswith("_" + name):
+            return name
+    return stem
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _settings(req: PrepareRequest, num_rows: int) -> dict[str, Any]:
+    src = req.h5_path.resolve()
+    return {
+        "schema_version": schema.SCHEMA_VERSION,
+        "config": config_to_dict(req.config),
+        "source": {"path": str(src), "bytes": src.stat().st_size, "rows": num_rows},
+        "backbone_weights_sha256": (
+            _sha256_file(req.backbone_weights) if req.backbone_weights else None
+        ),
+        "random_init_seed": None if req.backbone_weights else req.seed,
+        "vocab_sha256": _sha256_file(req.vocab_path) if req.vocab_path else None,
+        "categories_sha256": (
+            _sha256_file(req.categories_path) if req.categories_path else None
+        ),
+        "split": req.split or split_name(req.h5_path),
+    }
+
+
+def _shard_name(split: str, index: int, count: int) -> str:
+    return f"{split}-{index:05d}-of-{count:05d}.tfrecord"
+
+
+def _done_marker(out_dir: Path, shard: str) -> Path:
+    return out_dir / f"{shard}.done.json"
+
+
+def _clear_build(out_dir: Path) -> None:
+    for pattern in ("*.tfrecord", "*.tfrecord.tmp-*", "*.done.json", MANIFEST_NAME):
+        for path in out_dir.glob(pattern):
+            path.unlink()
+
+
+def _check_settings(req: PrepareRequest, settings: dict[str, Any], log) -> None:
+    path = req.out_dir / SETTINGS_NAME
+    if not path.is_file():
+        _clear_build(req.out_dir)
+        atomic_write_json(path, settings)
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        old = {}
+    if old == settings:
+        return
+    changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings[k])
+    if not req.overwrite:
+        raise DataError(
+            f"{req.out_dir} holds a build made with other settings (differs in "
+            f"{changed}): pass --overwrite to replace it, or choose another --out"
+        )
+    log(f"--overwrite: removing the previous build in {req.out_dir} ({changed})")
+    _clear_build(req.out_dir)
+    atomic_write_json(path, settings)
+
+
+def _category_vocab(
+    req: PrepareRequest, products: list[Product]
+) -> dict[str, list[str]]:
+    if req.categories_path is not None:
+        try:
+            vocab = json.loads(req.categories_path.read_text(encoding="utf-8"))
+            assert isinstance(vocab["category"], list)
+            assert isinstance(vocab["subcategory"], list)
+        except (OSError, ValueError, KeyError, AssertionError, TypeError):
+            raise DataError(
+                f"{req.categories_path} is not a categories.json written by "
+                "`kaleido-tf prepare` (keys 'category' and 'subcategory', lists)"
+            ) from None
+        return {"category": vocab["category"], "subcategory": vocab["subcategory"]}
+    return {
+        "category": sorted({p.category for p in products}),
+        "subcategory": sorted({p.subcategory for p in products}),
+    }
+
+
+class _ShardBuilder:
+    """Turns source rows into serialised records (crop, patches, features)."""
+
+    def __init__(self, req: PrepareRequest, extractor, fields) -> None:
+        cfg = req.config
+        self.layout = schema.get_layout(cfg.layout)
+        self.cropper = make_cropper(
+            cfg.crop.method,
+            cfg.crop.threshold,
+            cfg.crop.morph_kernel,
+            cfg.crop.min_component_fraction,
+            cfg.crop.margin,
+        )
+        self.crop_size = cfg.crop.output_size
+        self.kpg = KaleidoPatchGenerator(
+            self.layout, self.crop_size, cfg.backbone.patch_size
+        )
+        self.boxes = self.kpg.normalised_boxes()
+        self.extractor = extractor
+        self.fields = fields
+        if self.layout.pixel_variants:
+            self.level1 = self.layout.level_slice(schema.ROTATED_LEVEL)
+            self.level4 = self.layout.level_slice(schema.GREYED_LEVEL)
+
+    def pixels(self, image: np.ndarray) -> tuple[np.ndarray, Any]:
+        """All patches of one image that the backbone embeds, and its crop box.
+
+        Order: the P layout patches, then (kaleido) the 3 rotations of the level-1
+        patch and the 16 greyed level-4 patches.
+        """
+        box = self.cropper.crop_box(image)
+        crop = extract_crop(image, box, self.crop_size)
+        patches = self.kpg.patches(crop)
+        if self.layout.pixel_variants:
+            level1 = patches[self.level1][0]
+            patches = np.concatenate(
+                [patches, rotations(level1, schema.NUM_ROTATIONS), grey(patches[self.level4])]
+            )
+        return patches, box
+
+    def records(self, items: list[dict[str, Any]]) -> list[bytes]:
+        """Embeds the patches of ``items`` in one batched pass and serialises them."""
+        from data_prep.tfrecord.example_codec import encode_record
+
+        features = self.extractor(np.concatenate([it.pop("pixels") for it in items]))
+        out, start = [], 0
+        p = self.layout.num_patches
+        for it in items:
+            per_image = features[start : start + it.pop("num_pixels")]
+            start += len(per_image)
+            it["patch_features"] = per_image[:p]
+            it["patch_boxes"] = self.boxes
+            if self.layout.pixel_variants:
+                it["rotated_features"] = per_image[p : p + schema.NUM_ROTATIONS]
+                it["grey_features"] = per_image[p + schema.NUM_ROTATIONS :]
+            out.append(encode_record(it, self.fields))
+        return out
+
+
+def prepare(req: PrepareRequest, log: Callable[[str], None] | None = None) -> dict:
+    """Runs one conversion (or this worker's share of it). See the module docstring.
+
+    Returns:
+        A summary: output folder, shards written and skipped, counts, and whether
+        the manifest was written.
+
+    Raises:
+        DataError, ConfigError, CheckpointError: bad input, reported before any
+            output is written where the check allows it.
+    """
+    from tqdm import tqdm
+
+    log = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
+    cfg = req.config
+    if not 0 <= req.worker_index < req.num_workers:
+        raise DataError(
+            f"--worker-index {req.worker_index} must be in [0, {req.num_workers})"
+        )
+    layout = schema.get_layout(cfg.layout)
+    with FashionGenReader(req.h5_path, cfg.text.field) as reader:
+        split = req.split or split_name(req.h5_path)
+        req.out_dir.mkdir(parents=True, exist_ok=True)
+        settings = _settings(req, reader.num_rows)
+        _check_settings(req, settings, log)
+
+        # Products, category ids, texts.
+        all_products = reader.products()
+        products = [p for p in all_products if p.text]
+        counts: dict[str, int] = {
+            "source_rows": reader.num_rows,
+            "source_products": len(all_products),
+            "skipped_empty_text_products": len(all_products) - len(products),
+            "skipped_empty_text_rows": sum(len(p.rows) for p in all_products)
+            - sum(len(p.rows) for p in products),
+            "repaired_texts": sum(p.text_repaired for p in products),
+        }
+        cats = _category_vocab(req, products)
+        cat_id = {c: i for i, c in enumerate(cats["category"])}
+        sub_id = {c: i for i, c in enumerate(cats["subcategory"])}
+        counts["unknown_category_products"] = sum(
+            p.category not in cat_id or p.subcategory not in sub_id for p in products
+        )
+
+        from data_prep.text.wordpiece import WordPieceEncoder, learn_vocab, read_vocab
+
+        if req.vocab_path is not None:
+            vocab = read_vocab(req.vocab_path)
+            vocab_source = f"given: {req.vocab_path.resolve()}"
+        else:
+            log(
+                "no --vocab given: learning a WordPiece vocabulary from these texts "
+                "(demo-only; real runs use BERT's vocab.txt)"
+            )
+            vocab = learn_vocab(
+                [p.text for p in products], cfg.text.demo_vocab_size, cfg.text.lower_case
+            )
+            vocab_source = "learned from the texts of this split (demo only)"
+        encoder = WordPieceEncoder(vocab, cfg.text.max_seq_length, cfg.text.lower_case)
+        input_ids, word_index, truncated = encoder.encode([p.text for p in products])
+        counts["truncated_texts"] = truncated
+
+        atomic_write_text(req.out_dir / VOCAB_NAME, "\n".join(vocab) + "\n")
+        atomic_write_json(req.out_dir / CATEGORIES_NAME, cats)
+        lines = []
+        for i, p in enumerate(products):
+            n_tokens = int((word_index[i] >= 0).sum()) + 2
+            lines.append(
+                json.dumps(
+                    {
+                        "product_id": p.product_id,
+                        "category": p.category,
+                        "subcategory": p.subcategory,
+                        "category_id": cat_id.get(p.category, -1),
+                        "subcategory_id": sub_id.get(p.subcategory, -1),
+                        "num_images": len(p.rows),
+                        "text": p.text,
+                        "input_ids": input_ids[i, :n_tokens].tolist(),
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        atomic_write_text(req.out_dir / PRODUCTS_NAME, "\n".join(lines) + "\n")
+
+        # Row -> product lookup.
+        product_of_row = np.full(reader.num_rows, -1, np.int64)
+        pose_of_row = np.zeros(reader.num_rows, np.int64)
+        for i, p in enumerate(products):
+            product_of_row[list(p.rows)] = i
+            pose_of_row[list(p.rows)] = np.arange(1, len(p.rows) + 1)
+
+        # Shards.
+        per_shard = cfg.output.records_per_shard
+        num_shards = max(1, math.ceil(reader.num_rows / per_shard))
+        names = [_shard_name(split, i, num_shards) for i in range(num_shards)]
+        mine = [i for i in range(num_shards) if i % req.num_workers == req.worker_index]
+        pending = [i for i in mine if not _done_marker(req.out_dir, names[i]).is_file()]
+        skipped_shards = len(mine) - len(pending)
+        if pending:
+            from data_prep.backbones.patch_feature_extractor import (
+                PatchFeatureExtractor,
+            )
+            from data_prep.tfrecord.shard_writer import ShardWriter
+
+            if req.backbone_weights is None:
+                log(
+                    f"warning: --backbone-weights none: {cfg.backbone.name} has "
+                    f"random weights (seed {req.seed}); features are for demos and "
+                    "tests only, and the manifest says so"
+                )
+            extractor = PatchFeatureExtractor(
+                cfg.backbone.name,
+                cfg.backbone.patch_size,
+                req.backbone_weights,
+                seed=req.seed,
+                batch_size=cfg.backbone.batch_size,
+            )
+            fields = schema.record_fields(
+                layout, cfg.text.max_seq_length, extractor.feature_dim
+            )
+            builder = _ShardBuilder(req, extractor, fields)
+            total = sum(
+                min((i + 1) * per_shard, reader.num_rows) - i * per_shard
+                for i in pending
+            )
+            bar = tqdm(
+                total=total,
+                unit="img",
+                desc=f"prepare {split}",
+                disable=not req.progress,
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
+            with bar:
+                for i in pending:
+                    start = i * per_shard
+                    stop = min(start + per_shard, reader.num_rows)
+                    shard_counts = {"records": 0, "skipped_rows": 0, "crop_fallback": 0}
+                    with ShardWriter(req.out_dir / names[i]) as writer:
+                        batch: list[dict[str, Any]] = []
+
+                        def flush() -> None:
+                            for record in builder.records(batch):
+                                writer.write(record)
+                            bar.update(len(batch))
+                            batch.clear()
+
+                        for row, image in reader.iter_images(start, stop):
+                            k = int(product_of_row[row])
+                            if k < 0:
+                                shard_counts["skipped_rows"] += 1
+                                bar.update(1)
+                                continue
+                            p = products[k]
+                            pixels, box = builder.pixels(image)
+                            shard_counts["crop_fallback"] += not box.found_foreground
+                            pose = int(pose_of_row[row])
+                            batch.append(
+                                {
+                                    "image_id": f"{p.product_id}_{pose}".encode(),
+                                    "product_id": p.product_id,
+                                    "pose_index": pose,
+                                    "source_row": row,
+                                    "category_id": cat_id.get(p.category, -1),
+                                    "subcategory_id": sub_id.get(p.subcategory, -1),
+                                    "input_ids": input_ids[k],
+                                    "word_index": word_index[k],
+                                    "crop_box": np.asarray(
+                                        [box.x1, box.y1, box.x2, box.y2], np.int64
+                                    ),
+                                    "pixels": pixels,
+                                    "num_pixels": len(pixels),
+                                }
+                            )
+                            if len(batch) == cfg.output.images_per_batch:
+                                flush()
+                        if batch:
+                            flush()
+                        shard_counts["records"] = writer.count
+                        writer.commit()
+                    atomic_write_json(
+                        _done_marker(req.out_dir, names[i]),
+                        {"file": names[i], "rows": [start, stop], **shard_counts},
+                    )
+                    log(
+                        f"shard {names[i]}: {shard_counts['records']} records from rows "
+                        f"{start}-{stop - 1}"
+                    )
+            backbone = extractor.describe()
+            atomic_write_json(req.out_dir / "backbone.json", backbone)
+
+        missing = [n for n in names if not _done_marker(req.out_dir, n).is_file()]
+        manifest_path = req.out_dir / MANIFEST_NAME
+        summary = {
+            "out_dir": str(req.out_dir),
+            "split": split,
+            "shards_total": num_shards,
+            "shards_written": len(pending),
+            "shards_skipped_finished": skipped_shards,
+            "shards_missing": len(missing),
+            "manifest": None,
+        }
+        if missing:
+            log(
+                f"{len(missing)} of {num_shards} shards are still missing (other "
+                "workers): the manifest is written by the run that finishes last"
+            )
+            return summary
+        if not pending and manifest_path.is_file():
+            log(f"{req.out_dir}: already complete, nothing to do")
+            summary["manifest"] = str(manifest_path)
+            summary["counts"] = json.loads(manifest_path.read_text("utf-8"))["counts"]
+            return summary
+        backbone_path = req.out_dir / "backbone.json"
+        backbone = json.loads(backbone_path.read_text(encoding="utf-8"))
+        shards = []
+        for name in names:
+            shards.append(
+                json.loads(_done_marker(req.out_dir, name).read_text(encoding="utf-8"))
+            )
+        counts["images"] = sum(s["records"] for s in shards)
+        counts["products"] = len(products)
+        counts["crop_fallback_full_image"] = sum(s["crop_fallback"] for s in shards)
+        manifest = {
+            "schema_version": schema.SCHEMA_VERSION,
+            "kaleido_tf_version": kaleido_tf.__version__,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"
+            ),
+            "split": split,
+            "layout": layout.name,
+            "grids": list(layout.grids),
+            "num_patches": layout.num_patches,
+            "feature_dim": backbone["feature_dim"],
+            "feature_dtype": schema.FEATURE_BYTES_DTYPE,
+            "max_seq_length": cfg.text.max_seq_length,
+            "backbone": backbone,
+            "backbone_weights_random": backbone["weights"] is None,
+            "crop": config_to_dict(cfg.crop),
+            "text": config_to_dict(cfg.text),
+            "config_source": req.config_source,
+            "vocab_file": VOCAB_NAME,
+            "vocab_size": len(vocab),
+            "vocab_source": vocab_source,
+            "categories_file": CATEGORIES_NAME,
+            "num_categories": len(cats["category"]),
+            "num_subcategories": len(cats["subcategory"]),
+            "products_file": PRODUCTS_NAME,
+            "source": settings["source"],
+            "counts": counts,
+            "shards": [
+                {"file": s["file"], "records": s["records"], "rows": s["rows"]}
+                for s in shards
+            ],
+            "command": req.command,
+        }
+        summary["manifest"] = str(write_manifest(req.out_dir, manifest))
+        summary["counts"] = counts
+        return summary

@@ -1,0 +1,1 @@
+"""Pretext variants that need pixels, precomputed offline (DESIGN.md §2)."""

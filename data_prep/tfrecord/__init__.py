@@ -1,0 +1,1 @@
+"""TFRecord encoding and atomic shard writing."""

@@ -1,0 +1,1 @@
+"""The ``kaleido-tf`` command line."""

@@ -1,0 +1,99 @@
+"""``kaleido-tf prepare``: Fashion-Gen HDF5 -> patch features -> TFRecord shards."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+from kaleido_tf.cli.progress import log, progress_enabled
+from kaleido_tf.errors import ConfigError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "prepare",
+        help="convert a Fashion-Gen .h5 file into TFRecord shards + manifest",
+        description=(
+            "Streams a Fashion-Gen-layout .h5 file: foreground crop and kaleido "
+            "patches (or FashionBERT's 8x8 grid), backbone features, pixel pretext "
+            "variants, WordPiece ids. Resumable; shards split across workers."
+        ),
+    )
+    p.add_argument("--h5", required=True, type=Path, help="source .h5 file")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument(
+        "--config",
+        default="fashiongen_kaleido",
+        help="name under configs/data/ or a YAML path (default: fashiongen_kaleido)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set backbone.batch_size=32",
+    )
+    p.add_argument(
+        "--backbone-weights",
+        required=True,
+        help="local .h5 weights of the backbone without its top, or 'none' for "
+        "random weights (demo and tests only)",
+    )
+    p.add_argument("--vocab", type=Path, help="BERT vocab.txt (default: learn one)")
+    p.add_argument(
+        "--categories",
+        type=Path,
+        help="categories.json of the training split's build, so ids agree",
+    )
+    p.add_argument("--split", help="split name in shard names (default: from --h5)")
+    p.add_argument("--num-workers", type=int, default=1)
+    p.add_argument("--worker-index", type=int, default=0)
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing build made with other settings",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of random weights")
+    return p
+
+
+def load_prepare_config(name_or_path: str, overrides: list[str]):
+    """Resolves ``--config`` and ``--set`` into a PrepareConfig and its source."""
+    from kaleido_tf.config.data_prep import PrepareConfig
+    from kaleido_tf.config.loader import load_dataclass, resolve_config_path
+
+    path = resolve_config_path(name_or_path, "data")
+    return load_dataclass(PrepareConfig, path, overrides), str(path)
+
+
+def run(args: argparse.Namespace) -> int:
+    from data_prep.pipeline import PrepareRequest, prepare
+
+    config, source = load_prepare_config(args.config, args.set)
+    if args.backbone_weights.strip().lower() == "none":
+        weights = None
+    else:
+        weights = Path(args.backbone_weights)
+    if args.num_workers < 1:
+        raise ConfigError(f"--num-workers must be >= 1, got {args.num_workers}")
+    request = PrepareRequest(
+        h5_path=args.h5,
+        out_dir=args.out,
+        config=config,
+        backbone_weights=weights,
+        vocab_path=args.vocab,
+        categories_path=args.categories,
+        split=args.split,
+        num_workers=args.num_workers,
+        worker_index=args.worker_index,
+        overwrite=args.overwrite,
+        seed=args.seed,
+        progress=progress_enabled(args),
+        command=shlex.join(["kaleido-tf", *args.argv]),
+        config_source=source,
+    )
+    summary = prepare(request, log=log)
+    for key, value in summary.items():
+        print(f"{key}: {value}")
+    return 0

@@ -1,0 +1,1 @@
+"""Online input pipeline (tf.data): parsing, negatives, masking, pretext transforms."""

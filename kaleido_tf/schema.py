@@ -1,0 +1,147 @@
+"""The TFRecord schema shared by the writer (data_prep) and the reader (inputs/parse).
+
+One example per **image** (DESIGN.md §2): its patch features for every patch of the
+layout, the normalised 5-D boxes, the precomputed pixel-space pretext variants, the
+ids of its product and categories, and the product's WordPiece ids. This module is
+plain Python (no TensorFlow) so that both sides can import it cheaply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from kaleido_tf.errors import DataError
+
+# Bump when a key, dtype, shape or meaning changes; readers refuse other versions.
+SCHEMA_VERSION = 1
+
+FEATURE_BYTES_DTYPE = "float16"  # patch features are stored as raw float16 bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """How an image is cut into patches.
+
+    Attributes:
+        name: Layout id used in configs and manifests.
+        grids: Grid size of each level, in sequence order (level n is an n x n grid).
+        pixel_variants: Whether records carry the pixel-space pretext variants
+            (level-1 rotations, greyed level-4 patches) that Kaleido-BERT needs.
+    """
+
+    name: str
+    grids: tuple[int, ...]
+    pixel_variants: bool
+
+    @property
+    def num_patches(self) -> int:
+        """P, the number of patches of one image."""
+        return sum(n * n for n in self.grids)
+
+    @property
+    def level_offsets(self) -> tuple[int, ...]:
+        """Index of each level's first patch in the patch sequence."""
+        offsets, start = [], 0
+        for n in self.grids:
+            offsets.append(start)
+            start += n * n
+        return tuple(offsets)
+
+    def level_slice(self, grid: int) -> slice:
+        """The patch-sequence slice of the level with an ``grid x grid`` split."""
+        i = self.grids.index(grid)
+        start = self.level_offsets[i]
+        return slice(start, start + grid * grid)
+
+
+# Kaleido-BERT §3.2: 1x1 ... 5x5 = 55 patches. FashionBERT §3.1: one 8x8 grid.
+LAYOUTS: dict[str, Layout] = {
+    "kaleido": Layout("kaleido", (1, 2, 3, 4, 5), pixel_variants=True),
+    "grid8": Layout("grid8", (8,), pixel_variants=False),
+}
+
+# Pixel-space pretext variants of the kaleido layout (kaleido_fashionbert.md §4.5):
+# level-1 rotated counter-clockwise by 90, 180 and 270 degrees (RR labels 1..3;
+# label 0 is the unrotated patch), and every level-4 patch greyed (G2CM).
+NUM_ROTATIONS = 3
+ROTATED_LEVEL = 1
+GREYED_LEVEL = 4
+
+BOX_DIM = 5  # [x1, x2, y1, y2, w*h], normalised by the crop's width and height
+
+
+def get_layout(name: str) -> Layout:
+    """Returns the layout called ``name``; raises DataError listing valid names."""
+    try:
+        return LAYOUTS[name]
+    except KeyError:
+        raise DataError(
+            f"unknown patch layout {name!r}: valid layouts are {sorted(LAYOUTS)}"
+        ) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldSpec:
+    """One record key.
+
+    Attributes:
+        dtype: "int64", "float32", "bytes" (a scalar string) or "float16_bytes"
+            (a fixed-size array stored as raw little-endian float16 bytes).
+        shape: The decoded shape.
+        doc: What the key holds.
+    """
+
+    dtype: str
+    shape: tuple[int, ...]
+    doc: str
+
+    @property
+    def size(self) -> int:
+        """Number of scalars in the decoded value."""
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+def record_fields(
+    layout: Layout, max_seq_length: int, feature_dim: int
+) -> dict[str, FieldSpec]:
+    """Returns every key of one image record, in writing order.
+
+    Args:
+        layout: The patch layout of the records.
+        max_seq_length: T, the padded text length including [CLS] and [SEP].
+        feature_dim: D, the backbone feature size.
+    """
+    p, t, d = layout.num_patches, max_seq_length, feature_dim
+    fields = {
+        "image_id": FieldSpec("bytes", (), "'<product id>_<pose index>'"),
+        "product_id": FieldSpec("int64", (), "Fashion-Gen input_productID"),
+        "pose_index": FieldSpec("int64", (), "1-based view index within product"),
+        "source_row": FieldSpec("int64", (), "row of the image in the source file"),
+        "category_id": FieldSpec("int64", (), "index in categories.json; -1 unknown"),
+        "subcategory_id": FieldSpec("int64", (), "index in categories.json; -1"),
+        "input_ids": FieldSpec("int64", (t,), "WordPiece ids, [CLS] .. [SEP], 0-pad"),
+        "word_index": FieldSpec(
+            "int64", (t,), "index of the source word of each token; -1 special/pad"
+        ),
+        "crop_box": FieldSpec(
+            "int64", (4,), "x1, y1, x2, y2 of the square crop in source pixels"
+        ),
+        "patch_boxes": FieldSpec(
+            "float32", (p, BOX_DIM), "[x1, x2, y1, y2, w*h] / crop size, per patch"
+        ),
+        "patch_features": FieldSpec("float16_bytes", (p, d), "backbone features"),
+    }
+    if layout.pixel_variants:
+        n4 = GREYED_LEVEL * GREYED_LEVEL
+        fields["rotated_features"] = FieldSpec(
+            "float16_bytes",
+            (NUM_ROTATIONS, d),
+            "level-1 patch rotated counter-clockwise by 90, 180, 270 degrees",
+        )
+        fields["grey_features"] = FieldSpec(
+            "float16_bytes", (n4, d), "each level-4 patch greyed (BT.601 luma)"
+        )
+    return fields
