@@ -71,4 +71,6 @@ def encode_record(values: dict[str, Any], fields: dict[str, FieldSpec]) -> bytes
         else:
             raise DataError(f"schema key {key!r} has unknown dtype {spec.dtype!r}")
     example = tf.train.Example(features=tf.train.Features(feature=feature))
-    return example.SerializeToString()
+    # deterministic=True sorts the feature map, so the bytes do not depend on the
+    # process (hash seed): reruns, resumed builds and workers agree byte for byte.
+    return example.SerializeToString(deterministic=True)
