@@ -24,18 +24,17 @@ from typing import Any
 import numpy as np
 
 import kaleido_tf
+from data_prep.kpg.foreground import extract_crop, make_cropper
+from data_prep.kpg.kaleido_patches import KaleidoPatchGenerator
+from data_prep.pixel_variants.greyscale import grey
+from data_prep.pixel_variants.rotations import rotations
+from data_prep.readers.fashiongen_h5 import FashionGenReader, Product
 from kaleido_tf import schema
 from kaleido_tf.atomic_files import atomic_write_json, atomic_write_text
 from kaleido_tf.config.data_prep import PrepareConfig
 from kaleido_tf.config.loader import config_to_dict
 from kaleido_tf.errors import DataError
 from kaleido_tf.manifest import MANIFEST_NAME, write_manifest
-
-from data_prep.kpg.foreground import extract_crop, make_cropper
-from data_prep.kpg.kaleido_patches import KaleidoPatchGenerator
-from data_prep.pixel_variants.greyscale import grey
-from data_prep.pixel_variants.rotations import rotations
-from data_prep.readers.fashiongen_h5 import FashionGenReader, Product
 
 SETTINGS_NAME = "build_settings.json"
 VOCAB_NAME = "vocab.txt"
@@ -210,7 +209,11 @@ class _ShardBuilder:
         if self.layout.pixel_variants:
             level1 = patches[self.level1][0]
             patches = np.concatenate(
-                [patches, rotations(level1, schema.NUM_ROTATIONS), grey(patches[self.level4])]
+                [
+                    patches,
+                    rotations(level1, schema.NUM_ROTATIONS),
+                    grey(patches[self.level4]),
+                ]
             )
         return patches, box
 
@@ -288,7 +291,9 @@ def prepare(req: PrepareRequest, log: Callable[[str], None] | None = None) -> di
                 "(demo-only; real runs use BERT's vocab.txt)"
             )
             vocab = learn_vocab(
-                [p.text for p in products], cfg.text.demo_vocab_size, cfg.text.lower_case
+                [p.text for p in products],
+                cfg.text.demo_vocab_size,
+                cfg.text.lower_case,
             )
             vocab_source = "learned from the texts of this split (demo only)"
         encoder = WordPieceEncoder(vocab, cfg.text.max_seq_length, cfg.text.lower_case)
@@ -418,8 +423,8 @@ def prepare(req: PrepareRequest, log: Callable[[str], None] | None = None) -> di
                         {"file": names[i], "rows": [start, stop], **shard_counts},
                     )
                     log(
-                        f"shard {names[i]}: {shard_counts['records']} records from rows "
-                        f"{start}-{stop - 1}"
+                        f"shard {names[i]}: {shard_counts['records']} records "
+                        f"from rows {start}-{stop - 1}"
                     )
             backbone = extractor.describe()
             atomic_write_json(req.out_dir / "backbone.json", backbone)

@@ -98,7 +98,9 @@ def render_samples(
         d = ImageDraw.Draw(src)
         sx, sy = panel / w, panel / h
         x1, y1, x2, y2 = box
-        d.rectangle([x1 * sx, y1 * sy, x2 * sx - 1, y2 * sy - 1], outline=(230, 57, 70), width=2)
+        d.rectangle(
+            [x1 * sx, y1 * sy, x2 * sx - 1, y2 * sy - 1], outline=(230, 57, 70), width=2
+        )
         sheet.paste(src, (8, y))
         for j, grid in enumerate(grids):
             sheet.paste(_grid_panel(crop, grid, panel), (8 + (panel + 8) * (j + 1), y))

@@ -74,7 +74,7 @@ def square_box(
 
 
 class FullImageCropper:
-    """The whole image, made square (FashionBERT; the "Kaleido. without SOD" ablation)."""
+    """The whole image, made square (FashionBERT; Kaleido-BERT's no-SOD ablation)."""
 
     name = "none"
 

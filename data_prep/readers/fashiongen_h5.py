@@ -241,7 +241,9 @@ class FashionGenReader:
         Rows are read ``chunk`` at a time, so memory is bounded by the chunk.
         """
         if not 0 <= start <= stop <= self.num_rows:
-            raise ValueError(f"row range [{start}, {stop}) outside [0, {self.num_rows})")
+            raise ValueError(
+                f"row range [{start}, {stop}) outside [0, {self.num_rows})"
+            )
         ds = self._file[IMAGE_KEY]
         for a in range(start, stop, chunk):
             b = min(a + chunk, stop)

@@ -29,8 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from data_prep.pipeline import PrepareRequest, prepare
     from data_prep.synthetic.fashiongen_writer import write_synthetic_fashiongen
+
+    from data_prep.pipeline import PrepareRequest, prepare
     from kaleido_tf.cli.inspect import describe_data
     from kaleido_tf.cli.prepare import load_prepare_config
 

@@ -52,29 +52,43 @@ def describe_data(folder: Path, picture: Path | None = None, count: int = 6) -> 
     manifest = read_manifest(folder)
     backbone = manifest["backbone"]
     weights = backbone["weights"] or f"RANDOM (seed {backbone['random_init_seed']})"
-    print(f"{folder}: split {manifest['split']!r}, layout {manifest['layout']} "
-          f"({manifest['num_patches']} patches), D={manifest['feature_dim']}, "
-          f"T={manifest['max_seq_length']}")
-    print(f"  backbone {backbone['name']} @ {backbone['patch_size']}px, weights "
-          f"{weights}, fingerprint {backbone['fingerprint']}")
-    print(f"  vocab {manifest['vocab_size']} tokens ({manifest['vocab_source']}); "
-          f"{manifest['num_categories']} categories, "
-          f"{manifest['num_subcategories']} sub-categories")
+    print(
+        f"{folder}: split {manifest['split']!r}, layout {manifest['layout']} "
+        f"({manifest['num_patches']} patches), D={manifest['feature_dim']}, "
+        f"T={manifest['max_seq_length']}"
+    )
+    print(
+        f"  backbone {backbone['name']} @ {backbone['patch_size']}px, weights "
+        f"{weights}, fingerprint {backbone['fingerprint']}"
+    )
+    print(
+        f"  vocab {manifest['vocab_size']} tokens ({manifest['vocab_source']}); "
+        f"{manifest['num_categories']} categories, "
+        f"{manifest['num_subcategories']} sub-categories"
+    )
     print("  counts: " + json.dumps(manifest["counts"]))
-    print(f"  {len(manifest['shards'])} shards: "
-          + ", ".join(f"{s['file']} ({s['records']})" for s in manifest["shards"][:4])
-          + (" ..." if len(manifest["shards"]) > 4 else ""))
+    print(
+        f"  {len(manifest['shards'])} shards: "
+        + ", ".join(f"{s['file']} ({s['records']})" for s in manifest["shards"][:4])
+        + (" ..." if len(manifest["shards"]) > 4 else "")
+    )
     records = list(record_dataset(folder, manifest).take(max(1, count)))
     if not records:
         return 0
     first = records[0]
     vocab = (Path(folder) / manifest["vocab_file"]).read_text("utf-8").splitlines()
     ids = [i for i in first["input_ids"].numpy().tolist() if i != 0]
-    print(f"  first record {first['image_id'].numpy().decode()}: "
-          f"patch_features {tuple(first['patch_features'].shape)} "
-          f"(mean {float(np.mean(first['patch_features'])):.3f}), "
-          f"crop_box {first['crop_box'].numpy().tolist()}")
-    print("  tokens: " + " ".join(vocab[i] for i in ids[:24]) + (" ..." if len(ids) > 24 else ""))
+    print(
+        f"  first record {first['image_id'].numpy().decode()}: "
+        f"patch_features {tuple(first['patch_features'].shape)} "
+        f"(mean {float(np.mean(first['patch_features'])):.3f}), "
+        f"crop_box {first['crop_box'].numpy().tolist()}"
+    )
+    print(
+        "  tokens: "
+        + " ".join(vocab[i] for i in ids[:24])
+        + (" ..." if len(ids) > 24 else "")
+    )
     if picture is not None:
         _picture(folder, manifest, records, picture)
         print(f"  picture: {picture}")
@@ -103,11 +117,14 @@ def _picture(folder: Path, manifest: dict, records: list, out: Path) -> None:
             images.append(image)
             boxes.append(box)
             fill = tuple(int(round(c * 255)) for c in border_background(image))
-            crop = extract_crop(image, CropBox(*box, fill), manifest["crop"]["output_size"])
+            crop = extract_crop(
+                image, CropBox(*box, fill), manifest["crop"]["output_size"]
+            )
             crops.append(crop)
             captions.append(
                 f"{rec['image_id'].numpy().decode()}  "
                 f"{product['category']} / {product['subcategory']}\n{product['text']}"
             )
-    render_samples(images, boxes, crops, captions,
-                   schema.get_layout(manifest["layout"]), out)
+    render_samples(
+        images, boxes, crops, captions, schema.get_layout(manifest["layout"]), out
+    )

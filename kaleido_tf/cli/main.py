@@ -37,9 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module in SUBCOMMANDS.items():
         p = module.add_parser(sub)
         p.add_argument("--quiet", action="store_true", help="no progress bars")
-        p.add_argument(
-            "--debug", action="store_true", help="show tracebacks of errors"
-        )
+        p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
         p.set_defaults(run=module.run)
     return parser
 

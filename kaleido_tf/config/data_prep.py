@@ -73,7 +73,9 @@ class BackboneConfig:
 
     def __post_init__(self) -> None:
         if self.patch_size < 32:
-            raise ValueError(f"backbone.patch_size must be >= 32, got {self.patch_size}")
+            raise ValueError(
+                f"backbone.patch_size must be >= 32, got {self.patch_size}"
+            )
         if self.batch_size < 1:
             raise ValueError(f"backbone.batch_size must be >= 1, got {self.batch_size}")
 

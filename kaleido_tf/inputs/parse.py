@@ -59,9 +59,7 @@ def parse_record(
     return out
 
 
-def record_dataset(
-    data_dir: str | Path, manifest: dict[str, Any]
-) -> tf.data.Dataset:
+def record_dataset(data_dir: str | Path, manifest: dict[str, Any]) -> tf.data.Dataset:
     """All records of a prepared folder, in shard order, parsed (deterministic)."""
     files = [str(Path(data_dir) / s["file"]) for s in manifest["shards"]]
     missing = [f for f in files if not Path(f).is_file()]
@@ -72,6 +70,7 @@ def record_dataset(
         )
     fields = manifest_fields(manifest)
     return tf.data.TFRecordDataset(files).map(
-        lambda s: parse_record(s, fields), num_parallel_calls=tf.data.AUTOTUNE,
+        lambda s: parse_record(s, fields),
+        num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )

@@ -26,8 +26,21 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def prepare(h5, out, config, *extra):
-    return main(["prepare", "--h5", str(h5), "--out", str(out), "--config",
-                 str(config), "--backbone-weights", "none", "--quiet", *extra])
+    return main(
+        [
+            "prepare",
+            "--h5",
+            str(h5),
+            "--out",
+            str(out),
+            "--config",
+            str(config),
+            "--backbone-weights",
+            "none",
+            "--quiet",
+            *extra,
+        ]
+    )
 
 
 def shard_bytes(folder):
@@ -47,13 +60,18 @@ def extractor():
 
 
 def test_manifest_counts_and_products(built, fashiongen_h5):
-    manifest = read_manifest(built, layout="kaleido", feature_dim=576, max_seq_length=16)
+    manifest = read_manifest(
+        built, layout="kaleido", feature_dim=576, max_seq_length=16
+    )
     counts = manifest["counts"]
     assert counts["source_rows"] == 21 and counts["source_products"] == 9
     assert counts["images"] == 20 and counts["products"] == 8  # one empty text
     assert counts["skipped_empty_text_rows"] == 1
     assert counts["repaired_texts"] == 2  # the UTF-8 text and the control char
-    assert manifest["backbone_weights_random"] and manifest["backbone"]["random_init_seed"] == 0
+    assert (
+        manifest["backbone_weights_random"]
+        and manifest["backbone"]["random_init_seed"] == 0
+    )
     assert manifest["source"]["path"] == str(fashiongen_h5.resolve())
     assert "prepare" in manifest["command"] and manifest["num_patches"] == 55
     assert [s["records"] for s in manifest["shards"]] == [4, 4, 3, 4, 4, 1]
@@ -82,19 +100,27 @@ def test_records_hold_the_features_of_each_crop_alone(built, fashiongen_h5, extr
                 edges = [int(np.floor(i * 64 / n + 0.5)) for i in range(n + 1)]
                 for r in range(n):
                     for c in range(n):
-                        cell = crop[edges[r]:edges[r + 1], edges[c]:edges[c + 1]]
-                        cells.append(cv2.resize(cell, (32, 32), interpolation=cv2.INTER_LINEAR))
+                        cell = crop[edges[r] : edges[r + 1], edges[c] : edges[c + 1]]
+                        cells.append(
+                            cv2.resize(cell, (32, 32), interpolation=cv2.INTER_LINEAR)
+                        )
             # float16 storage: ~1e-3 relative; the batch size changes float32 rounding.
             tol = dict(rtol=4e-3, atol=4e-2)
             for i in (0, 3, 10, 29, 54):
                 alone = extractor(cells[i][None])[0]
-                np.testing.assert_allclose(rec["patch_features"].numpy()[i], alone, **tol)
+                np.testing.assert_allclose(
+                    rec["patch_features"].numpy()[i], alone, **tol
+                )
             for k in (1, 2, 3):
                 alone = extractor(np.rot90(cells[0], k)[None])[0]
-                np.testing.assert_allclose(rec["rotated_features"].numpy()[k - 1], alone, **tol)
+                np.testing.assert_allclose(
+                    rec["rotated_features"].numpy()[k - 1], alone, **tol
+                )
             for j in (0, 7, 15):
                 alone = extractor(grey(cells[14 + j])[None])[0]
-                np.testing.assert_allclose(rec["grey_features"].numpy()[j], alone, **tol)
+                np.testing.assert_allclose(
+                    rec["grey_features"].numpy()[j], alone, **tol
+                )
             boxes = rec["patch_boxes"].numpy()
             np.testing.assert_allclose(boxes[0], [0, 1, 0, 1, 1])
             np.testing.assert_allclose(boxes[1], [0, 0.5, 0, 0.5, 0.25])
@@ -103,7 +129,9 @@ def test_records_hold_the_features_of_each_crop_alone(built, fashiongen_h5, extr
 def test_text_ids_and_categories(built):
     manifest = read_manifest(built)
     vocab = (built / "vocab.txt").read_text().splitlines()
-    products = {p["product_id"]: p for p in map(json.loads, (built / "products.jsonl").open())}
+    products = {
+        p["product_id"]: p for p in map(json.loads, (built / "products.jsonl").open())
+    }
     cats = json.loads((built / "categories.json").read_text())
     for rec in record_dataset(built, manifest).take(6):
         p = products[int(rec["product_id"].numpy())]
@@ -123,15 +151,24 @@ def test_text_ids_and_categories(built):
 
 def test_grid8_layout(fashiongen_h5, tiny_prepare_config, tmp_path):
     out = tmp_path / "grid"
-    rc = prepare(fashiongen_h5, out, tiny_prepare_config, "--set", "layout=grid8",
-                 "--set", "crop.method=none")
+    rc = prepare(
+        fashiongen_h5,
+        out,
+        tiny_prepare_config,
+        "--set",
+        "layout=grid8",
+        "--set",
+        "crop.method=none",
+    )
     assert rc == 0
     manifest = read_manifest(out, layout="grid8")
     rec = next(iter(record_dataset(out, manifest)))
     assert rec["patch_features"].shape == (64, 576)
     assert "rotated_features" not in rec and "grey_features" not in rec
     assert rec["crop_box"].numpy().tolist() == [0, 0, 64, 64]
-    np.testing.assert_allclose(rec["patch_boxes"].numpy()[9], [1 / 8, 2 / 8, 1 / 8, 2 / 8, 1 / 64])
+    np.testing.assert_allclose(
+        rec["patch_boxes"].numpy()[9], [1 / 8, 2 / 8, 1 / 8, 2 / 8, 1 / 64]
+    )
 
 
 def test_rerun_skips_and_other_settings_need_overwrite(
@@ -144,40 +181,94 @@ def test_rerun_skips_and_other_settings_need_overwrite(
     capsys.readouterr()
     assert prepare(fashiongen_h5, out, tiny_prepare_config) == 0
     assert "shards_written: 0" in capsys.readouterr().out
-    assert prepare(fashiongen_h5, out, tiny_prepare_config, "--set", "crop.margin=0.1") == 1
+    assert (
+        prepare(fashiongen_h5, out, tiny_prepare_config, "--set", "crop.margin=0.1")
+        == 1
+    )
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "other settings" in err and "--overwrite" in err
+    assert (
+        err.startswith("error: ") and "other settings" in err and "--overwrite" in err
+    )
     assert "\n" not in err and shard_bytes(out) == before  # nothing touched
-    assert prepare(fashiongen_h5, out, tiny_prepare_config, "--set", "crop.margin=0.1",
-                   "--overwrite") == 0
+    assert (
+        prepare(
+            fashiongen_h5,
+            out,
+            tiny_prepare_config,
+            "--set",
+            "crop.margin=0.1",
+            "--overwrite",
+        )
+        == 0
+    )
     assert read_manifest(out)["crop"]["margin"] == 0.1
 
 
-def test_two_workers_build_the_same_shards(built, fashiongen_h5, tiny_prepare_config, tmp_path):
+def test_two_workers_build_the_same_shards(
+    built, fashiongen_h5, tiny_prepare_config, tmp_path
+):
     out = tmp_path / "workers"
-    assert prepare(fashiongen_h5, out, tiny_prepare_config, "--num-workers", "2",
-                   "--worker-index", "1") == 0
+    assert (
+        prepare(
+            fashiongen_h5,
+            out,
+            tiny_prepare_config,
+            "--num-workers",
+            "2",
+            "--worker-index",
+            "1",
+        )
+        == 0
+    )
     assert not (out / "manifest.json").exists()
-    assert sorted(shard_bytes(out)) == ["train-00001-of-00006.tfrecord",
-                                        "train-00003-of-00006.tfrecord",
-                                        "train-00005-of-00006.tfrecord"]
-    assert prepare(fashiongen_h5, out, tiny_prepare_config, "--num-workers", "2",
-                   "--worker-index", "0") == 0
+    assert sorted(shard_bytes(out)) == [
+        "train-00001-of-00006.tfrecord",
+        "train-00003-of-00006.tfrecord",
+        "train-00005-of-00006.tfrecord",
+    ]
+    assert (
+        prepare(
+            fashiongen_h5,
+            out,
+            tiny_prepare_config,
+            "--num-workers",
+            "2",
+            "--worker-index",
+            "0",
+        )
+        == 0
+    )
     assert read_manifest(out)["counts"]["images"] == 20
     assert shard_bytes(out) == shard_bytes(built)
 
 
-def test_killed_build_resumes_to_identical_shards(fashiongen_h5, tiny_prepare_config, tmp_path):
+def test_killed_build_resumes_to_identical_shards(
+    fashiongen_h5, tiny_prepare_config, tmp_path
+):
     slow = ["--set", "output.records_per_shard=2", "--set", "backbone.patch_size=64"]
     reference = tmp_path / "reference"
     assert prepare(fashiongen_h5, reference, tiny_prepare_config, *slow) == 0
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "kaleido_tf.cli.main", "prepare", "--h5", str(fashiongen_h5),
-           "--out", str(out), "--config", str(tiny_prepare_config), "--backbone-weights",
-           "none", "--quiet", *slow]
+    cmd = [
+        sys.executable,
+        "-m",
+        "kaleido_tf.cli.main",
+        "prepare",
+        "--h5",
+        str(fashiongen_h5),
+        "--out",
+        str(out),
+        "--config",
+        str(tiny_prepare_config),
+        "--backbone-weights",
+        "none",
+        "--quiet",
+        *slow,
+    ]
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     try:
         while not list(out.glob("*.done.json")) and time.time() < deadline:
@@ -197,13 +288,22 @@ def test_killed_build_resumes_to_identical_shards(fashiongen_h5, tiny_prepare_co
     assert read_manifest(out)["counts"] == read_manifest(reference)["counts"]
 
 
-def test_validation_split_reuses_train_vocab_and_categories(built, tmp_path, tiny_prepare_config):
+def test_validation_split_reuses_train_vocab_and_categories(
+    built, tmp_path, tiny_prepare_config
+):
     spec = default_products()[:3]
     spec[1]["category"] = b"UNSEEN CATEGORY"
     h5 = write_fashiongen_h5(tmp_path / "fashiongen_256_256_validation.h5", spec)
     out = tmp_path / "validation"
-    rc = prepare(h5, out, tiny_prepare_config, "--vocab", str(built / "vocab.txt"),
-                 "--categories", str(built / "categories.json"))
+    rc = prepare(
+        h5,
+        out,
+        tiny_prepare_config,
+        "--vocab",
+        str(built / "vocab.txt"),
+        "--categories",
+        str(built / "categories.json"),
+    )
     assert rc == 0
     manifest = read_manifest(out)
     assert manifest["split"] == "validation"
@@ -241,6 +341,20 @@ def test_unreadable_file_and_flag_errors(tmp_path, tiny_prepare_config, capsys):
     with pytest.raises(SystemExit) as e:  # --backbone-weights must be explicit
         main(["prepare", "--h5", str(junk), "--out", str(tmp_path / "o")])
     assert e.value.code == 2
-    assert main(["prepare", "--h5", str(junk), "--out", str(tmp_path / "o"), "--config",
-                 "nope", "--backbone-weights", "none"]) == 2
+    assert (
+        main(
+            [
+                "prepare",
+                "--h5",
+                str(junk),
+                "--out",
+                str(tmp_path / "o"),
+                "--config",
+                "nope",
+                "--backbone-weights",
+                "none",
+            ]
+        )
+        == 2
+    )
     assert "config 'nope'" in capsys.readouterr().err

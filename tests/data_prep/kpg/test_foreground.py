@@ -34,7 +34,11 @@ def expected_square(x1, y1, x2, y2, margin):
 
 @pytest.mark.parametrize(
     "rect, margin",
-    [((60, 40, 180, 220), 0.04), ((10, 100, 250, 140), 0.04), ((100, 100, 106, 230), 0.1)],
+    [
+        ((60, 40, 180, 220), 0.04),
+        ((10, 100, 250, 140), 0.04),
+        ((100, 100, 106, 230), 0.1),
+    ],
 )
 def test_box_is_the_margined_square_around_the_foreground(rect, margin):
     img = image_with_rect(256, 256, *rect)

@@ -10,7 +10,10 @@ from kaleido_tf.schema import LAYOUTS
 def test_kaleido_layout_has_55_patches_tiling_each_level():
     kpg = KaleidoPatchGenerator(LAYOUTS["kaleido"], 256, 224)
     assert kpg.pixel_boxes.shape == (55, 4)
-    for n, sl in zip((1, 2, 3, 4, 5), (slice(0, 1), slice(1, 5), slice(5, 14), slice(14, 30), slice(30, 55))):
+    for n, sl in zip(
+        (1, 2, 3, 4, 5),
+        (slice(0, 1), slice(1, 5), slice(5, 14), slice(14, 30), slice(30, 55)),
+    ):
         assert LAYOUTS["kaleido"].level_slice(n) == sl
         cover = np.zeros((256, 256), np.int32)
         for x1, y1, x2, y2 in kpg.pixel_boxes[sl]:
@@ -30,8 +33,15 @@ def test_normalised_boxes_formula():
     kpg = KaleidoPatchGenerator(LAYOUTS["kaleido"], 200, 32)
     b = kpg.pixel_boxes.astype(np.float64)
     expected = np.stack(
-        [b[:, 0] / 200, b[:, 2] / 200, b[:, 1] / 200, b[:, 3] / 200,
-         (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) / 200**2], axis=1)
+        [
+            b[:, 0] / 200,
+            b[:, 2] / 200,
+            b[:, 1] / 200,
+            b[:, 3] / 200,
+            (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) / 200**2,
+        ],
+        axis=1,
+    )
     np.testing.assert_allclose(kpg.normalised_boxes(), expected, rtol=1e-6)
     assert np.isclose(kpg.normalised_boxes()[0], [0, 1, 0, 1, 1]).all()
     areas = kpg.normalised_boxes()[:, 4]
@@ -47,7 +57,8 @@ def test_patches_are_resized_cells():
     assert patches.shape == (64, 32, 32, 3)
     # Cell 10 of the 8x8 grid is row 1, column 2: pixels [8:16, 16:24].
     np.testing.assert_array_equal(
-        patches[10], cv2.resize(crop[8:16, 16:24], (32, 32), interpolation=cv2.INTER_LINEAR)
+        patches[10],
+        cv2.resize(crop[8:16, 16:24], (32, 32), interpolation=cv2.INTER_LINEAR),
     )
     same = KaleidoPatchGenerator(LAYOUTS["grid8"], 64, 8).patches(crop)
     np.testing.assert_array_equal(same[10], crop[8:16, 16:24])  # no resampling

@@ -21,7 +21,9 @@ def test_products_group_contiguous_rows_and_decode_latin1(fashiongen_h5):
         assert got.rows == tuple(range(row, row + want["poses"]))
         row += want["poses"]
         assert got.category == want["category"].decode()
-    assert products[2].text == "Leather tote bag in black by Maison Kitsuné. Twin handles."
+    assert (
+        products[2].text == "Leather tote bag in black by Maison Kitsuné. Twin handles."
+    )
     # Stored as UTF-8 (not latin-1): repaired, not mojibake.
     assert products[5].text == "Wool coat in navy by Acné — notched lapel."
     assert products[5].text_repaired
@@ -67,7 +69,9 @@ def test_wrong_image_shape(tmp_path):
         for key in ("input_productID", "input_category", "input_subcategory"):
             f[key] = np.zeros((2, 1), np.int64 if "ID" in key else "S3")
         f["input_description"] = np.zeros((2, 1), "S3")
-    with pytest.raises(DataError, match=r"shape \(2, 3, 8, 8\), expected \(N, H, W, 3\)"):
+    with pytest.raises(
+        DataError, match=r"shape \(2, 3, 8, 8\), expected \(N, H, W, 3\)"
+    ):
         FashionGenReader(path)
 
 

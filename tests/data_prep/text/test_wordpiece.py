@@ -8,8 +8,26 @@ import pytest
 from data_prep.text.wordpiece import WordPieceEncoder, read_vocab
 from kaleido_tf.errors import DataError
 
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "red", "knit", "sweat",
-         "##er", "##s", "in", "wool", ".", ",", "strip", "##ed", "s", "##w"]
+VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "red",
+    "knit",
+    "sweat",
+    "##er",
+    "##s",
+    "in",
+    "wool",
+    ".",
+    ",",
+    "strip",
+    "##ed",
+    "s",
+    "##w",
+]
 
 
 def reference_encode(text, vocab, t):
@@ -46,8 +64,13 @@ def encoder():
 
 @pytest.mark.parametrize(
     "text",
-    ["Red knit sweater.", "Striped wool sweaters, in red", "RED QUUX sweater", "",
-     "red red red red red red red red red red red red"],
+    [
+        "Red knit sweater.",
+        "Striped wool sweaters, in red",
+        "RED QUUX sweater",
+        "",
+        "red red red red red red red red red red red red",
+    ],
 )
 def test_matches_reference(encoder, text):
     ids, words, truncated = encoder.encode([text])

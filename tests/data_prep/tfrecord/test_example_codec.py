@@ -1,4 +1,4 @@
-"""Record round trip through the shared schema: writer (data_prep) -> parse (kaleido_tf)."""
+"""Record round trip through schema.py: writer (data_prep) -> parser (kaleido_tf)."""
 
 import numpy as np
 import pytest
@@ -45,7 +45,9 @@ def test_round_trip_is_exact(layout_name):
         if fields[key].dtype == "float16_bytes":
             assert parsed[key].dtype == tf.float32 and got.shape == fields[key].shape
             # Exact: the stored float16 value, widened.
-            np.testing.assert_array_equal(got, value.astype(np.float16).astype(np.float32))
+            np.testing.assert_array_equal(
+                got, value.astype(np.float16).astype(np.float32)
+            )
         elif fields[key].dtype == "bytes":
             assert got == value
         else:

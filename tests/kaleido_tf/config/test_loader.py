@@ -101,12 +101,20 @@ def test_every_shipped_data_config_loads_and_comments_its_values():
     for path in paths:
         load_dataclass(PrepareConfig, path)
         for line in path.read_text().splitlines():
-            if ":" in line and not line.lstrip().startswith("#") and not line.rstrip().endswith(":"):
+            if (
+                ":" in line
+                and not line.lstrip().startswith("#")
+                and not line.rstrip().endswith(":")
+            ):
                 assert "#" in line, f"{path.name}: uncommented value {line!r}"
-    kaleido = load_dataclass(PrepareConfig, resolve_config_path("fashiongen_kaleido", "data"))
+    kaleido = load_dataclass(
+        PrepareConfig, resolve_config_path("fashiongen_kaleido", "data")
+    )
     assert kaleido.layout == "kaleido" and kaleido.backbone.name == "resnet50"
     assert kaleido.text.max_seq_length == 64 and kaleido.crop.margin == 0.04
-    grid = load_dataclass(PrepareConfig, resolve_config_path("fashiongen_grid8", "data"))
+    grid = load_dataclass(
+        PrepareConfig, resolve_config_path("fashiongen_grid8", "data")
+    )
     assert grid.layout == "grid8" and grid.crop.method == "none"
     assert grid.text.max_seq_length == 448
 

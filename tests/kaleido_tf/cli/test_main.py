@@ -1,0 +1,69 @@
+"""The command line: fast help, one-line errors, inspect, synth and the demo."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from kaleido_tf.cli.main import main
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_help_does_not_import_tensorflow():
+    code = (
+        "import sys\n"
+        "from kaleido_tf.cli.main import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "assert 'tensorflow' not in sys.modules, 'TensorFlow imported for --help'\n"
+        "import os; assert os.environ['TF_USE_LEGACY_KERAS'] == '1'\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "prepare" in result.stdout and "synth" in result.stdout
+
+
+def test_inspect_config_shows_resolved_values(capsys):
+    assert (
+        main(["inspect", "config", "demo_kaleido", "--set", "text.max_seq_length=32"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "name: mobilenet_v3_small" in out  # from demo_kaleido.yaml
+    assert "margin: 0.04" in out  # inherited through extends
+    assert "max_seq_length: 32" in out  # the override
+
+
+def test_config_errors_exit_2_with_one_line(capsys):
+    assert (
+        main(["inspect", "config", "demo_kaleido", "--set", "text.max_seq_lenght=3"])
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "max_seq_length" in err and "\n" not in err
+
+
+def test_demo_builds_and_describes_both_splits(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--products", "6", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    for split in ("train", "validation"):
+        manifest = json.loads((out / "prepared" / split / "manifest.json").read_text())
+        assert manifest["counts"]["images"] >= 1 and manifest["layout"] == "kaleido"
+        assert (out / "fashiongen" / f"fashiongen_256_256_{split}.h5").is_file()
+        assert f"split '{split}'" in printed
+    train = json.loads((out / "prepared" / "train" / "manifest.json").read_text())
+    val = json.loads((out / "prepared" / "validation" / "manifest.json").read_text())
+    assert val["backbone"]["fingerprint"] == train["backbone"]["fingerprint"]
+    assert "given:" in val["vocab_source"]
+    picture = out / "prepared_samples.png"
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
