@@ -228,6 +228,7 @@ class _ShardBuilder:
             per_image = features[start : start + it.pop("num_pixels")]
             start += len(per_image)
             it["patch_features"] = per_image[:p]
+            it.update(schema.empty_alignment())
             it["patch_boxes"] = self.boxes
             if self.layout.pixel_variants:
                 it["rotated_features"] = per_image[p : p + schema.NUM_ROTATIONS]

@@ -69,6 +69,11 @@ GREYED_LEVEL = 4
 
 BOX_DIM = 5  # [x1, x2, y1, y2, w*h], normalised by the crop's width and height
 
+# Token-patch alignment pairs of the Attention-based Alignment Generator (Kaleido-BERT
+# §3.3), at most this many per image, best score first; -1 pads. ``prepare`` writes
+# none; ``kaleido-tf align extract`` fills them in.
+MAX_ALIGNMENT_PAIRS = 64
+
 
 def get_layout(name: str) -> Layout:
     """Returns the layout called ``name``; raises DataError listing valid names."""
@@ -133,6 +138,17 @@ def record_fields(
             "float32", (p, BOX_DIM), "[x1, x2, y1, y2, w*h] / crop size, per patch"
         ),
         "patch_features": FieldSpec("float16_bytes", (p, d), "backbone features"),
+        "align_word_index": FieldSpec(
+            "int64",
+            (MAX_ALIGNMENT_PAIRS,),
+            "word (as in word_index) of each alignment pair; -1 = no pair",
+        ),
+        "align_patch_index": FieldSpec(
+            "int64", (MAX_ALIGNMENT_PAIRS,), "patch of each pair (0..P-1); -1 = none"
+        ),
+        "align_score": FieldSpec(
+            "float32", (MAX_ALIGNMENT_PAIRS,), "score of each pair; 0 = no pair"
+        ),
     }
     if layout.pixel_variants:
         n4 = GREYED_LEVEL * GREYED_LEVEL
@@ -145,3 +161,13 @@ def record_fields(
             "float16_bytes", (n4, d), "each level-4 patch greyed (BT.601 luma)"
         )
     return fields
+
+
+def empty_alignment() -> dict[str, list]:
+    """The alignment fields of a record without pairs."""
+    n = MAX_ALIGNMENT_PAIRS
+    return {
+        "align_word_index": [-1] * n,
+        "align_patch_index": [-1] * n,
+        "align_score": [0.0] * n,
+    }

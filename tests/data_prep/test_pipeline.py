@@ -147,6 +147,9 @@ def test_text_ids_and_categories(built):
         assert letters.startswith(pieces)  # truncated to T=16, never reordered
         assert cats["category"][int(rec["category_id"].numpy())] == p["category"]
         assert int(rec["pose_index"].numpy()) >= 1
+        # No alignment pairs until `kaleido-tf align extract` adds them.
+        assert (rec["align_word_index"].numpy() == -1).all()
+        assert (rec["align_score"].numpy() == 0).all()
 
 
 def test_grid8_layout(fashiongen_h5, tiny_prepare_config, tmp_path):

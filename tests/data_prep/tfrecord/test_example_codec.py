@@ -8,7 +8,7 @@ from data_prep.tfrecord.example_codec import encode_record
 from data_prep.tfrecord.shard_writer import ShardWriter
 from kaleido_tf.errors import DataError
 from kaleido_tf.inputs.parse import parse_record
-from kaleido_tf.schema import LAYOUTS, record_fields
+from kaleido_tf.schema import LAYOUTS, MAX_ALIGNMENT_PAIRS, record_fields
 
 
 def make_values(layout, t=7, d=8, seed=0):
@@ -26,6 +26,9 @@ def make_values(layout, t=7, d=8, seed=0):
         "crop_box": np.asarray([-3, 4, 200, 207]),
         "patch_boxes": rng.random((p, 5), np.float32),
         "patch_features": rng.normal(0, 3, (p, d)).astype(np.float32),
+        "align_word_index": rng.integers(-1, 9, MAX_ALIGNMENT_PAIRS),
+        "align_patch_index": rng.integers(-1, p, MAX_ALIGNMENT_PAIRS),
+        "align_score": rng.random(MAX_ALIGNMENT_PAIRS, np.float32),
     }
     if layout.pixel_variants:
         values["rotated_features"] = rng.normal(0, 3, (3, d)).astype(np.float32)
