@@ -12,3 +12,63 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
+
+
+def load_config(name_or_path, overrides=()):
+    """Reads an experiment config strictly (``configs/<system>/<name>.yaml`` or a path).
+
+    Args:
+        name_or_path: A YAML path, or a name such as ``kaleido_bert/pretrain``.
+        overrides: ``a.b.c=value`` strings applied after the file.
+
+    Returns:
+        An ``ExperimentConfig``.
+    """
+    from kaleido_tf.config.experiment import ExperimentConfig
+    from kaleido_tf.config.loader import load_dataclass, resolve_config_path
+
+    path = resolve_config_path(name_or_path, "")
+    return load_dataclass(ExperimentConfig, path, list(overrides))
+
+
+def build_model(config):
+    """The Keras model of ``config.system``, built (weights created).
+
+    Calling it on a batch dict returns ``sequence_output``, ``pooled_output`` and one
+    ``<task>_logits`` per enabled task.
+    """
+    from kaleido_tf.systems import get_system
+
+    model = get_system(config.system).build_model(config)
+    model(dummy_batch(config), training=False)
+    return model
+
+
+def dummy_batch(config, batch_size: int = 2, text_length: int = 8):
+    """A batch of zeros with every key the model reads (for building and tracing)."""
+    import tensorflow as tf
+
+    from kaleido_tf import schema
+
+    layout = schema.get_layout(config.model.layout)
+    p, d = layout.num_patches, config.model.patch_feature_dim
+    m = config.tasks.max_masked_tokens
+    b, t = batch_size, text_length
+    return {
+        "input_ids": tf.zeros([b, t], tf.int32),
+        "input_mask": tf.ones([b, t], tf.int32),
+        "segment_ids": tf.zeros([b, t], tf.int32),
+        "patch_features": tf.zeros([b, p, d], tf.float32),
+        "patch_boxes": tf.zeros([b, p, schema.BOX_DIM], tf.float32),
+        "patch_mask": tf.ones([b, p], tf.int32),
+        "masked_lm_positions": tf.zeros([b, m], tf.int32),
+        "g2cm_positions": tf.zeros([b, 2], tf.int32),
+        "b2cm_positions": tf.zeros([b, 3], tf.int32),
+    }
+
+
+def load_bert_checkpoint(model, bert_dir):
+    """Loads a Google BERT checkpoint directory into ``model``; returns the report."""
+    from kaleido_tf.checkpoints.google_bert import load_google_bert
+
+    return load_google_bert(model, bert_dir)

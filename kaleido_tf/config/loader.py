@@ -41,6 +41,8 @@ def resolve_config_path(name_or_path: str | Path, group: str) -> Path:
     if path.is_file():
         return path
     candidate = CONFIG_ROOT / group / f"{name_or_path}.yaml"
+    if not candidate.is_file() and path.suffix != ".yaml":
+        candidate = CONFIG_ROOT / group / f"{name_or_path}"
     if candidate.is_file():
         return candidate
     folder = CONFIG_ROOT / group

@@ -1,0 +1,190 @@
+"""Schema of the training configs, ``configs/<system>/*.yaml``.
+
+This docstring set is the reference for the YAML keys; defaults are BERT-base and
+Kaleido-BERT's paper values (kaleido_fashionbert.md §4.6, §6, §9).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+    """The single-stream transformer (names as tf-models' BertEncoderV2).
+
+    Attributes:
+        vocab_size: V (30522: bert-base-uncased).
+        hidden_size: H.
+        num_layers: Transformer blocks.
+        num_attention_heads: N; must divide H.
+        inner_dim: Feed-forward width.
+        max_sequence_length: Rows of the text position table (BERT: 512).
+        type_vocab_size: Rows of the text token-type table (BERT: 2).
+        initializer_range: Stddev of truncated-normal initialisers.
+        output_dropout: Dropout on embeddings and block outputs.
+        attention_dropout: Dropout on attention probabilities.
+        per_level_projection: One patch projection + LayerNorm per kaleido level
+            (released code) instead of one shared (paper), K-Q7.
+        per_level_segments: Segment ids per level (released code) instead of the
+            paper's single image segment, K-Q6.
+        feature_dropout: Dropout on raw patch features (released code).
+    """
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_attention_heads: int = 12
+    inner_dim: int = 3072
+    max_sequence_length: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    output_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    per_level_projection: bool = False
+    per_level_segments: bool = False
+    feature_dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size {self.hidden_size} must be a multiple of "
+                f"num_attention_heads {self.num_attention_heads}"
+            )
+        if self.num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {self.num_layers}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Encoder plus what the heads need to know about the data.
+
+    Attributes:
+        encoder: See EncoderConfig.
+        layout: Patch layout of the data (``kaleido`` 55 patches, ``grid8`` 64).
+        patch_feature_dim: D; must equal the prepared data's ``feature_dim``.
+    """
+
+    encoder: EncoderConfig = dataclasses.field(default_factory=EncoderConfig)
+    layout: Literal["kaleido", "grid8"] = "kaleido"
+    patch_feature_dim: int = 2048
+
+
+@dataclasses.dataclass(frozen=True)
+class TasksConfig:
+    """Pretraining objectives and masking (Kaleido-BERT §3.4-3.5, Table 4 ablations).
+
+    Attributes:
+        mlm: Aligned masked language modelling (Task #1).
+        itm: Image-text matching (Task #2).
+        rr: Rotation recognition, level 1 (AKPM I).
+        jps: Jigsaw puzzle solving, level 2 (AKPM II).
+        cp: Camouflage prediction, level 3 (AKPM III).
+        g2cm: Grey-to-colour modelling, level 4 (AKPM IV).
+        b2cm: Blank-to-colour modelling, level 5 (AKPM V).
+        masking: ``agm`` (alignment-guided, §3.4) or ``random`` (the ablation).
+        token_mask_rate: Fraction of words masked (whole-word), K-Q9.
+        max_masked_tokens: M, WordPiece slots per example, K-Q9.
+        losses_on_negatives: Compute MLM and AKPM losses on mismatched pairs too
+            (released code, K-Q26); False restricts them to matched pairs.
+    """
+
+    mlm: bool = True
+    itm: bool = True
+    rr: bool = True
+    jps: bool = True
+    cp: bool = True
+    g2cm: bool = True
+    b2cm: bool = True
+    masking: Literal["agm", "random"] = "agm"
+    token_mask_rate: float = 0.15
+    max_masked_tokens: int = 10
+    losses_on_negatives: bool = True
+
+    def active(self) -> tuple[str, ...]:
+        """Ids of the enabled objectives, in the paper's order."""
+        ids = ("mlm", "itm", "rr", "jps", "cp", "g2cm", "b2cm")
+        return tuple(i for i in ids if getattr(self, i))
+
+    def __post_init__(self) -> None:
+        if not self.active():
+            raise ValueError("at least one task must be enabled")
+        if not 0.0 < self.token_mask_rate < 1.0:
+            raise ValueError(
+                f"token_mask_rate must be in (0, 1): {self.token_mask_rate}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """AdamW with linear warm-up and linear decay (official.modeling.optimization).
+
+    Attributes:
+        learning_rate: Peak learning rate.
+        weight_decay_rate: Decoupled weight decay; LayerNorm and bias excluded.
+        beta_1, beta_2, epsilon: Adam moments.
+        warmup_steps: Linear warm-up steps (paper: 5000). At most one of
+            warmup_steps and warmup_fraction is non-zero.
+        warmup_fraction: Warm-up as a fraction of all steps (released code: 0.1).
+        end_learning_rate: Learning rate after the linear decay.
+        clip_norm: Global-norm gradient clipping, applied after the all-reduce.
+    """
+
+    learning_rate: float = 2e-5
+    weight_decay_rate: float = 1e-4
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-6
+    warmup_steps: int = 5000
+    warmup_fraction: float = 0.0
+    end_learning_rate: float = 0.0
+    clip_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.warmup_steps and self.warmup_fraction:
+            raise ValueError("set only one of warmup_steps and warmup_fraction")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The training run.
+
+    Attributes:
+        global_batch_size: Examples per step over all replicas (pairs incl. the
+            1:1 negatives).
+        epochs: Passes over the image records (each gives a positive and a
+            negative pair per epoch).
+        max_steps: If set, stop after this many steps instead.
+        checkpoint_every_steps: Checkpoint interval.
+        keep_checkpoints: Checkpoints kept.
+        log_every_steps: TensorBoard and progress-bar interval.
+        seed: Seed of the input pipeline and the initialisation.
+        optimizer: See OptimizerConfig.
+    """
+
+    global_batch_size: int = 256
+    epochs: int = 25
+    max_steps: int | None = None
+    checkpoint_every_steps: int = 1000
+    keep_checkpoints: int = 3
+    log_every_steps: int = 100
+    seed: int = 0
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """One paper experiment.
+
+    Attributes:
+        system: Which system of ``kaleido_tf.systems.SYSTEMS`` runs it.
+        model: See ModelConfig.
+        tasks: See TasksConfig.
+        train: See TrainConfig.
+    """
+
+    system: Literal["kaleido_bert"] = "kaleido_bert"
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    tasks: TasksConfig = dataclasses.field(default_factory=TasksConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)

@@ -1,0 +1,1 @@
+"""Heads: map encoder outputs to logits (never losses)."""

@@ -1,0 +1,1 @@
+"""Building blocks: embeddings, masks, gathers (layers <- networks <- heads)."""

@@ -1,0 +1,137 @@
+"""Patch embeddings ``LN(FC_img(f) + FC_pos(box) + segment)`` (Kaleido-BERT §3.2)."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+import tf_keras
+
+
+@tf_keras.utils.register_keras_serializable(package="kaleido_tf")
+class PatchEmbedding(tf_keras.layers.Layer):
+    """Embeds patch features with their 5-D boxes and the image segment.
+
+    Each patch's D-dimensional backbone feature is projected to H (no bias, as the
+    released code), its box ``[x1, x2, y1, y2, w*h]`` is projected by a bias-free
+    5 x H matrix shared by every level, and the image-modality segment embedding
+    ('I') is added; LayerNorm and dropout follow.
+
+    Args:
+        hidden_size: H.
+        level_sizes: Patches per level in sequence order, e.g. (1, 4, 9, 16, 25)
+            for the kaleido layout or (64,) for the 8x8 grid.
+        per_level_projection: One image projection and LayerNorm per level (the
+            released code's variant, K-Q7) instead of one shared (the paper).
+        per_level_segments: Segment ids 1..n per level (released code, K-Q6)
+            instead of one image segment id 1 (the paper's 'T'/'I').
+        initializer_range: Stddev of the truncated-normal initialiser.
+        feature_dropout: Dropout on the raw features before projection (released
+            code).
+        dropout: Dropout after the LayerNorm.
+
+    Call arguments:
+        patch_features: float32 [B, P, D]. Backbone features (zeros = blanked).
+        patch_boxes: float32 [B, P, 5]. Normalised boxes.
+        training: Dropout switch.
+
+    Returns:
+        float32 [B, P, H].
+
+    Reference: Kaleido-BERT §3.2 "Kaleido embeddings"; FashionBERT §2.2.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        level_sizes: tuple[int, ...],
+        per_level_projection: bool = False,
+        per_level_segments: bool = False,
+        initializer_range: float = 0.02,
+        feature_dropout: float = 0.0,
+        dropout: float = 0.1,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        level_sizes = tuple(int(n) for n in level_sizes)
+        if not level_sizes or min(level_sizes) < 1:
+            raise ValueError(f"level_sizes must be positive, got {level_sizes}")
+        self.hidden_size = hidden_size
+        self.level_sizes = level_sizes
+        self.per_level_projection = per_level_projection
+        self.per_level_segments = per_level_segments
+        self.initializer_range = initializer_range
+        self.feature_dropout = feature_dropout
+        self.dropout = dropout
+
+        def init():
+            return tf_keras.initializers.TruncatedNormal(stddev=initializer_range)
+
+        count = len(level_sizes) if per_level_projection else 1
+        self.image_projections = [
+            tf_keras.layers.Dense(
+                hidden_size,
+                use_bias=False,
+                kernel_initializer=init(),
+                name="image_projection" if count == 1 else f"image_projection_{i + 1}",
+            )
+            for i in range(count)
+        ]
+        self.layer_norms = [
+            tf_keras.layers.LayerNormalization(
+                epsilon=1e-12,
+                dtype=tf.float32,
+                name="layer_norm" if count == 1 else f"layer_norm_{i + 1}",
+            )
+            for i in range(count)
+        ]
+        self.position_projection = tf_keras.layers.Dense(
+            hidden_size,
+            use_bias=False,
+            kernel_initializer=init(),
+            name="box_projection",
+        )
+        self.feature_dropout_layer = tf_keras.layers.Dropout(feature_dropout)
+        self.dropout_layer = tf_keras.layers.Dropout(dropout)
+
+    def build(self, input_shape) -> None:
+        segments = 1 + (len(self.level_sizes) if self.per_level_segments else 1)
+        self.segment_table = self.add_weight(
+            name="segment_embeddings",
+            shape=(segments, self.hidden_size),
+            initializer=tf_keras.initializers.TruncatedNormal(
+                stddev=self.initializer_range
+            ),
+        )
+        ids = []
+        for level, n in enumerate(self.level_sizes):
+            ids += [level + 1 if self.per_level_segments else 1] * n
+        self._segment_ids = tf.constant(ids, tf.int32)  # [P]
+        super().build(input_shape)
+
+    def call(self, patch_features, patch_boxes, training=None):
+        x = self.feature_dropout_layer(patch_features, training=training)
+        if self.per_level_projection:
+            parts = tf.split(x, self.level_sizes, axis=1)
+            x = tf.concat([p(v) for p, v in zip(self.image_projections, parts)], 1)
+        else:
+            x = self.image_projections[0](x)
+        x += self.position_projection(patch_boxes)
+        x += tf.gather(self.segment_table, self._segment_ids)[tf.newaxis]  # [1, P, H]
+        if self.per_level_projection:
+            parts = tf.split(x, self.level_sizes, axis=1)
+            x = tf.concat([n(v) for n, v in zip(self.layer_norms, parts)], 1)
+        else:
+            x = self.layer_norms[0](x)
+        return self.dropout_layer(x, training=training)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            hidden_size=self.hidden_size,
+            level_sizes=list(self.level_sizes),
+            per_level_projection=self.per_level_projection,
+            per_level_segments=self.per_level_segments,
+            initializer_range=self.initializer_range,
+            feature_dropout=self.feature_dropout,
+            dropout=self.dropout,
+        )
+        return config

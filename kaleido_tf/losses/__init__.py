@@ -1,0 +1,1 @@
+"""Losses: per-example values and weights; only reduction.py reduces."""

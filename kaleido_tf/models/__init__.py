@@ -1,0 +1,1 @@
+"""Models: an encoder network plus a dict of heads."""

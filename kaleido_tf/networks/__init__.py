@@ -1,0 +1,1 @@
+"""Networks: encoders that are not trained alone."""

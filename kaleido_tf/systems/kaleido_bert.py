@@ -1,0 +1,161 @@
+"""Kaleido-BERT as a system: its model, input pipeline and seven objectives.
+
+Reference: Kaleido-BERT (Zhuge et al., CVPR 2021) §3; kaleido_fashionbert.md §4-6.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from kaleido_tf import schema
+from kaleido_tf.config.experiment import ExperimentConfig
+from kaleido_tf.losses.classification import softmax_cross_entropy
+from kaleido_tf.losses.patch_kld import feature_kld
+from kaleido_tf.models.vl_model import VLModel
+from kaleido_tf.systems.base import Objectives
+
+NAME = "kaleido_bert"
+NUM_ROTATIONS = 4  # 0, 90, 180, 270 degrees (AKPM I)
+NUM_PERMUTATIONS = 24  # 4! jigsaw permutations (AKPM II)
+NUM_CAMOUFLAGE_SLOTS = 9  # which level-3 patch was replaced (AKPM III)
+
+
+def head_specs(config: ExperimentConfig) -> dict[str, dict]:
+    """Head id -> VLModel head spec for the enabled tasks (§5 head table)."""
+    layout = schema.get_layout(config.model.layout)
+    enc = config.model.encoder
+    init = enc.initializer_range
+    specs = {}
+    tasks = config.tasks
+    if tasks.mlm:
+        specs["mlm"] = {
+            "type": "masked_lm",
+            "hidden_size": enc.hidden_size,
+            "vocab_size": enc.vocab_size,
+            "initializer_range": init,
+        }
+    if tasks.itm:
+        specs["itm"] = {
+            "type": "classification",
+            "num_classes": 2,
+            "initializer_range": init,
+        }
+    levels = {
+        "rr": (1, NUM_ROTATIONS),
+        "jps": (2, NUM_PERMUTATIONS),
+        "cp": (3, NUM_CAMOUFLAGE_SLOTS),
+    }
+    for task, (grid, classes) in levels.items():
+        if getattr(tasks, task):
+            sl = layout.level_slice(grid)
+            specs[task] = {
+                "type": "level_classification",
+                "num_classes": classes,
+                "patch_start": sl.start,
+                "num_level_patches": sl.stop - sl.start,
+                "initializer_range": init,
+            }
+    for task in ("g2cm", "b2cm"):
+        if getattr(tasks, task):
+            specs[task] = {
+                "type": "masked_patch",
+                "feature_dim": config.model.patch_feature_dim,
+                "initializer_range": init,
+            }
+    return specs
+
+
+def build_model(config: ExperimentConfig) -> VLModel:
+    """The Kaleido-BERT VLModel for ``config`` (not yet built)."""
+    enc = config.model.encoder
+    layout = schema.get_layout(config.model.layout)
+    encoder = {
+        "vocab_size": enc.vocab_size,
+        "hidden_size": enc.hidden_size,
+        "num_layers": enc.num_layers,
+        "num_attention_heads": enc.num_attention_heads,
+        "inner_dim": enc.inner_dim,
+        "level_sizes": [n * n for n in layout.grids],
+        "max_sequence_length": enc.max_sequence_length,
+        "type_vocab_size": enc.type_vocab_size,
+        "initializer_range": enc.initializer_range,
+        "output_dropout": enc.output_dropout,
+        "attention_dropout": enc.attention_dropout,
+        "per_level_projection": enc.per_level_projection,
+        "per_level_segments": enc.per_level_segments,
+        "feature_dropout": enc.feature_dropout,
+    }
+    return VLModel(encoder=encoder, heads=head_specs(config), name=NAME)
+
+
+def objectives(config: ExperimentConfig) -> Objectives:
+    """The seven losses of Eq. 8 (unweighted sum), restricted to enabled tasks."""
+    on_negatives = config.tasks.losses_on_negatives
+
+    def pair_weight(batch: dict) -> tf.Tensor:
+        # [B]; 1 = compute this example's masked losses (K-Q26).
+        if on_negatives:
+            return tf.ones_like(batch["itm_labels"], tf.float32)
+        return tf.cast(batch["itm_labels"], tf.float32)
+
+    def mlm(batch, out):
+        values = softmax_cross_entropy(batch["masked_lm_ids"], out["mlm_logits"])
+        weights = batch["masked_lm_weights"] * pair_weight(batch)[:, None]
+        return values, weights
+
+    def itm(batch, out):
+        values = softmax_cross_entropy(batch["itm_labels"], out["itm_logits"])
+        return values, tf.ones_like(values)
+
+    def level(task):
+        def term(batch, out):
+            values = softmax_cross_entropy(
+                batch[f"{task}_labels"], out[f"{task}_logits"]
+            )
+            return values, pair_weight(batch)
+
+        return term
+
+    def reconstruction(task):
+        def term(batch, out):
+            values = feature_kld(batch[f"{task}_targets"], out[f"{task}_logits"])
+            weights = batch[f"{task}_weights"] * pair_weight(batch)[:, None]
+            return values, weights
+
+        return term
+
+    def accuracy(task, label_key, weight_fn=None):
+        def term(batch, out):
+            logits = out[f"{task}_logits"]
+            labels = tf.cast(batch[label_key], tf.int32)
+            correct = tf.cast(
+                tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels),
+                tf.float32,
+            )
+            weights = weight_fn(batch) if weight_fn else tf.ones_like(correct)
+            return correct, weights
+
+        return term
+
+    all_losses = {
+        "mlm": mlm,
+        "itm": itm,
+        "rr": level("rr"),
+        "jps": level("jps"),
+        "cp": level("cp"),
+        "g2cm": reconstruction("g2cm"),
+        "b2cm": reconstruction("b2cm"),
+    }
+    all_accuracies = {
+        "mlm": accuracy("mlm", "masked_lm_ids", lambda b: b["masked_lm_weights"]),
+        "itm": accuracy("itm", "itm_labels"),
+        "rr": accuracy("rr", "rr_labels"),
+        "jps": accuracy("jps", "jps_labels"),
+        "cp": accuracy("cp", "cp_labels"),
+    }
+    active = config.tasks.active()
+    return Objectives(
+        losses={k: all_losses[k] for k in active},
+        weights={k: 1.0 for k in active},  # Eq. 8: unweighted sum
+        accuracies={k: v for k, v in all_accuracies.items() if k in active},
+    )
