@@ -40,3 +40,31 @@ def tiny_prepare_config(tmp_path_factory):
         "output: {records_per_shard: 4, images_per_batch: 3}\n"
     )
     return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_prepared(tmp_path_factory, tiny_prepare_config):
+    """The synthetic fashion set (64 products), prepared with the tiny config.
+
+    Returns a dict with the ``train`` and ``validation`` prepared folders and the
+    ``raw`` folder of the .h5 files.
+    """
+    from data_prep.synthetic.fashiongen_writer import write_synthetic_fashiongen
+    from kaleido_tf.cli.main import main
+
+    root = tmp_path_factory.mktemp("synthetic")
+    raw = root / "raw"
+    write_synthetic_fashiongen(raw, num_products=64, seed=0, progress=False)
+    out = {"raw": raw}
+    for split in ("train", "validation"):
+        extra = []
+        if split == "validation":
+            extra = ["--vocab", str(out["train"] / "vocab.txt"),
+                     "--categories", str(out["train"] / "categories.json")]
+        out[split] = root / split
+        rc = main(["prepare", "--h5", str(raw / f"fashiongen_256_256_{split}.h5"),
+                   "--out", str(out[split]), "--config", str(tiny_prepare_config),
+                   "--set", "text.max_seq_length=24", "--backbone-weights", "none",
+                   "--quiet", *extra])
+        assert rc == 0
+    return out

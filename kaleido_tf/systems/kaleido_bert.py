@@ -159,3 +159,37 @@ def objectives(config: ExperimentConfig) -> Objectives:
         weights={k: 1.0 for k in active},  # Eq. 8: unweighted sum
         accuracies={k: v for k, v in all_accuracies.items() if k in active},
     )
+
+
+def examples_per_epoch(data_dir, config: ExperimentConfig) -> int:
+    """Pairs per epoch: every image record with its text (and a negative with ITM)."""
+    from kaleido_tf.inputs.pipeline import examples_per_epoch as count
+
+    return count(data_dir, config.tasks.active())
+
+
+def build_dataset(
+    data_dir,
+    config: ExperimentConfig,
+    global_batch_size: int,
+    start_step: int = 0,
+    training: bool = True,
+    input_context: tf.distribute.InputContext | None = None,
+) -> tf.data.Dataset:
+    """Kaleido-BERT pretraining batches (AGM + AKPM), resumable at ``start_step``."""
+    from kaleido_tf.inputs.pipeline import build_pretrain_dataset
+
+    tasks = config.tasks
+    return build_pretrain_dataset(
+        data_dir,
+        global_batch_size,
+        tasks=tasks.active(),
+        masking=tasks.masking,
+        seed=config.train.seed,
+        max_masked_tokens=tasks.max_masked_tokens,
+        token_mask_rate=tasks.token_mask_rate,
+        training=training,
+        input_context=input_context,
+        start_step=start_step,
+        feature_dim=config.model.patch_feature_dim,
+    )

@@ -1,0 +1,1 @@
+"""Training: optimizer, distribution, the shared training loop."""
