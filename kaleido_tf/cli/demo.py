@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from kaleido_tf.cli.progress import log, progress_enabled
+from kaleido_tf.errors import ConfigError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -42,6 +43,12 @@ def run(args: argparse.Namespace) -> int:
     from kaleido_tf.cli.inspect import describe_data
     from kaleido_tf.cli.prepare import load_prepare_config
 
+    if args.pretrain_steps > 0 and args.products < 16:
+        raise ConfigError(
+            f"--products {args.products} is too few to pretrain (ITM negatives need "
+            "several products per split): use --products 16 or more, or "
+            "--pretrain-steps 0"
+        )
     started = time.time()
     raw = args.out / "fashiongen"
     raw.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,8 @@ def test_config_errors_exit_2_with_one_line(capsys):
 
 def test_demo_builds_and_describes_both_splits(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--products", "6", "--quiet"]) == 0
+    argv = ["demo", "--out", str(out), "--products", "16", "--quiet"]
+    assert main([*argv, "--pretrain-steps", "4"]) == 0
     printed = capsys.readouterr().out
     for split in ("train", "validation"):
         manifest = json.loads((out / "prepared" / split / "manifest.json").read_text())
@@ -65,5 +66,10 @@ def test_demo_builds_and_describes_both_splits(tmp_path, capsys):
     val = json.loads((out / "prepared" / "validation" / "manifest.json").read_text())
     assert val["backbone"]["fingerprint"] == train["backbone"]["fingerprint"]
     assert "given:" in val["vocab_source"]
-    picture = out / "prepared_samples.png"
-    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for picture in (out / "prepared_samples.png", out / "pretrain" / "loss_curves.png"):
+        assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "validation itm_loss" in printed and "before" in printed
+    assert (out / "pretrain" / "checkpoints" / "checkpoint").is_file()
+    # Too few products to pretrain: a one-line usage error.
+    assert main(["demo", "--out", str(out), "--products", "6", "--quiet"]) == 2
+    assert "too few" in capsys.readouterr().err
