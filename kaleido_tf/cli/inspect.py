@@ -22,7 +22,18 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "(needs the source .h5 named in the manifest)",
     )
     d.add_argument("--count", type=int, default=6, help="images in the picture")
-    for parser in (c, d):
+    k = what.add_parser(
+        "checkpoint",
+        help="a Google BERT checkpoint: its variables and where the name map puts them",
+    )
+    k.add_argument("bert_dir", type=Path, help="bert_config.json + bert_model.ckpt")
+    k.add_argument(
+        "--config",
+        default="kaleido_bert/pretrain",
+        help="experiment config whose model the map targets (sizes follow the "
+        "checkpoint's bert_config.json)",
+    )
+    for parser in (c, d, k):
         parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
         parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return p
@@ -38,6 +49,16 @@ def run(args: argparse.Namespace) -> int:
         config, source = load_prepare_config(args.name, args.set)
         print(f"# resolved from {source}")
         print(yaml.safe_dump(config_to_dict(config), sort_keys=False), end="")
+        return 0
+    if args.what == "checkpoint":
+        import kaleido_tf
+        from kaleido_tf.checkpoints.google_bert import (
+            bert_overrides,
+            describe_checkpoint,
+        )
+
+        config = kaleido_tf.load_config(args.config, bert_overrides(args.bert_dir))
+        print(describe_checkpoint(config, args.bert_dir))
         return 0
     return describe_data(args.folder, args.picture, args.count)
 

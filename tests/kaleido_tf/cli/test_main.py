@@ -73,3 +73,15 @@ def test_demo_builds_and_describes_both_splits(tmp_path, capsys):
     # Too few products to pretrain: a one-line usage error.
     assert main(["demo", "--out", str(out), "--products", "6", "--quiet"]) == 2
     assert "too few" in capsys.readouterr().err
+
+
+def test_inspect_checkpoint_lists_the_name_map(tmp_path, capsys):
+    from tests.fixtures.bert_checkpoint import write_bert_checkpoint
+
+    bert = write_bert_checkpoint(tmp_path / "bert")
+    assert (
+        main(["inspect", "checkpoint", str(bert), "--config", "kaleido_bert/demo"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "bert/encoder/layer_1/attention/self/query/kernel" in out
+    assert "patch_embedding" in out  # left at random init
