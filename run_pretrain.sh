@@ -6,6 +6,7 @@
 #       uncased_L-12_H-768_A-12
 #
 # Rerunning the same command resumes from the last checkpoint. Switches:
+#   ./run_pretrain.sh ... --set train.mixed_precision=true      float16 compute
 #   TF_XLA_FLAGS=--tf_xla_auto_jit=2 ./run_pretrain.sh ...      XLA auto-clustering
 #   CUDA_VISIBLE_DEVICES=0,1,2,3 ./run_pretrain.sh ...          a subset of the GPUs
 # For several nodes, set TF_CONFIG on each (MultiWorkerMirroredStrategy is used

@@ -160,6 +160,8 @@ class TrainConfig:
         keep_checkpoints: Checkpoints kept.
         log_every_steps: TensorBoard and progress-bar interval.
         seed: Seed of the input pipeline and the initialisation.
+        mixed_precision: Compute in float16 with float32 variables and dynamic
+            loss scaling (Keras ``mixed_float16``); for GPUs with tensor cores.
         optimizer: See OptimizerConfig.
     """
 
@@ -170,6 +172,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     log_every_steps: int = 100
     seed: int = 0
+    mixed_precision: bool = False
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
 
 

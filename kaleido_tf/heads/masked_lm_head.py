@@ -62,7 +62,8 @@ class MaskedLMHead(tf_keras.layers.Layer):
     def call(self, sequence_output, positions, embedding_table):
         x = gather_positions(sequence_output, positions)  # [B, M, H]
         x = self.layer_norm(self.transform(x))
-        return tf.einsum("bmh,vh->bmv", x, embedding_table) + self.output_bias
+        table = tf.cast(embedding_table, x.dtype)  # float16 under mixed precision
+        return tf.einsum("bmh,vh->bmv", x, table) + tf.cast(self.output_bias, x.dtype)
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -145,11 +145,17 @@ class Trainer:
             )
         self.objectives = self.system.objectives(config)
         tf_keras.utils.set_random_seed(config.train.seed)  # same initial weights
+        policy = "mixed_float16" if config.train.mixed_precision else "float32"
+        tf_keras.mixed_precision.set_global_policy(policy)
         with self.strategy.scope():
             self.model = kaleido_tf.build_model(config)
             self.optimizer, self.schedule = build_optimizer(
                 config.train.optimizer, self.plan.total_steps
             )
+            if config.train.mixed_precision:
+                self.optimizer = tf_keras.mixed_precision.LossScaleOptimizer(
+                    self.optimizer
+                )
             self.trackers = {
                 f"{k}_loss": tf_keras.metrics.Mean(f"{k}_loss")
                 for k in self.objectives.losses
@@ -191,10 +197,18 @@ class Trainer:
                 share, _ = weighted_mean(values, weights)
                 total += self.objectives.weights[task] * share
                 self.trackers[f"{task}_loss"].update_state(values, weights)
+            scaled = (
+                self.optimizer.get_scaled_loss(total)
+                if self.config.train.mixed_precision
+                else total
+            )
         for task, term in self.objectives.accuracies.items():
             correct, weights = term(batch, outputs)
             self.trackers[f"{task}_accuracy"].update_state(correct, weights)
-        grads = tape.gradient(total, variables)
+        mixed = self.config.train.mixed_precision
+        grads = tape.gradient(scaled, variables)
+        if mixed:
+            grads = self.optimizer.get_unscaled_gradients(grads)
         ctx = tf.distribute.get_replica_context()
         grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
         clip = self.config.train.optimizer.clip_norm

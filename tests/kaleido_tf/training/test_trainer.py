@@ -83,3 +83,25 @@ def test_data_and_config_mismatches_are_refused(synthetic_prepared, tmp_path):
         Trainer(config("model.encoder.max_sequence_length=16"), data, tmp_path / "b")
     with pytest.raises(ConfigError, match="exceeds"):
         Trainer(config("train.global_batch_size=4096"), data, tmp_path / "c")
+
+
+def test_mixed_precision_trains_with_float32_variables(synthetic_prepared, tmp_path):
+    import math
+
+    import tf_keras
+
+    try:
+        trainer = Trainer(
+            config("train.mixed_precision=true", "train.max_steps=4"),
+            synthetic_prepared["train"],
+            tmp_path / "mixed",
+        )
+        history = trainer.fit(progress=False, log=lambda m: None)
+        assert trainer.step == 4
+        assert all(math.isfinite(row["total_loss"]) for row in history)
+        assert all(v.dtype == "float32" for v in trainer.model.trainable_variables)
+        outputs = trainer.model(kaleido_tf.dummy_batch(trainer.config, 2, 8))
+        assert trainer.model.encoder.blocks[0].compute_dtype == "float16"
+        assert outputs["pooled_output"].dtype == "float16"  # computed in float16
+    finally:
+        tf_keras.mixed_precision.set_global_policy("float32")
