@@ -58,7 +58,7 @@ def evaluate_pretraining(
     )
     sums: dict[str, list[float]] = {}
 
-    @tf.function
+    @tf.function(reduce_retracing=True)  # the last batch may be smaller
     def forward(batch):
         return model(batch, training=False)
 
