@@ -114,38 +114,11 @@ class PatchFeatureExtractor:
     def _calibrate_batch_norm(self, seed: int, count: int = 32) -> None:
         """Sets every BatchNorm's moving statistics from one seeded batch.
 
-        With random weights and identity BN statistics, activations shrink layer
-        after layer (MobileNetV3's pooled features fall to ~1e-10, below float16's
-        range). One training-mode pass with momentum 0 over seeded smooth colour
-        fields makes each BN normalise its actual input, so features are
-        well-scaled. The batch depends only on the seed: every split and worker
-        gets the same network.
+        See ``calibrate_batch_norm``.
         """
-        import cv2
-        import tensorflow as tf
-        import tf_keras
-
-        rng = np.random.default_rng(seed)
-        s = self.patch_size
-        batch = []
-        for _ in range(count):
-            g = int(rng.integers(2, 9))
-            low = rng.uniform(0, 255, (g, g, 3)).astype(np.float32)
-            field = cv2.resize(low, (s, s), interpolation=cv2.INTER_CUBIC)
-            field += rng.normal(0, 8, field.shape).astype(np.float32)
-            batch.append(np.clip(field, 0, 255))
-        layers = [
-            layer
-            for layer in self.model.submodules
-            if isinstance(layer, tf_keras.layers.BatchNormalization)
-        ]
-        momenta = [layer.momentum for layer in layers]
-        for layer in layers:
-            layer.momentum = 0.0
-        x = self._preprocess(tf.constant(np.stack(batch), tf.float32))
-        self.model(x, training=True)
-        for layer, momentum in zip(layers, momenta):
-            layer.momentum = momentum
+        calibrate_batch_norm(
+            self.model, self._preprocess, self.patch_size, seed, count=count
+        )
 
     def _call_model(self, patches):
         import tensorflow as tf
@@ -188,3 +161,124 @@ class PatchFeatureExtractor:
             "random_init_seed": self.seed,
             "fingerprint": self.fingerprint(),
         }
+
+
+def calibrate_batch_norm(
+    model, preprocess: Callable, image_size: int, seed: int, count: int = 32
+) -> None:
+    """Sets every BatchNorm's moving statistics of ``model`` from one seeded batch.
+
+    With random weights and identity BN statistics, activations shrink layer
+    after layer (MobileNetV3's pooled features fall to ~1e-10, below float16's
+    range). One training-mode pass with momentum 0 over seeded smooth colour
+    fields makes each BN normalise its actual input, so features are
+    well-scaled. The batch depends only on the seed: every split and worker
+    gets the same network.
+
+    Args:
+        model: A Keras model taking preprocessed float32 [n, S, S, 3] images.
+        preprocess: The network's input preprocessing (``_registry()``).
+        image_size: S.
+        seed: Seed of the calibration batch.
+        count: Images in the calibration batch.
+    """
+    import cv2
+    import tensorflow as tf
+    import tf_keras
+
+    rng = np.random.default_rng(seed)
+    s = image_size
+    batch = []
+    for _ in range(count):
+        g = int(rng.integers(2, 9))
+        low = rng.uniform(0, 255, (g, g, 3)).astype(np.float32)
+        field = cv2.resize(low, (s, s), interpolation=cv2.INTER_CUBIC)
+        field += rng.normal(0, 8, field.shape).astype(np.float32)
+        batch.append(np.clip(field, 0, 255))
+    layers = [
+        layer
+        for layer in model.submodules
+        if isinstance(layer, tf_keras.layers.BatchNormalization)
+    ]
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.momentum = 0.0
+    x = preprocess(tf.constant(np.stack(batch), tf.float32))
+    model(x, training=True)
+    for layer, momentum in zip(layers, momenta):
+        layer.momentum = momentum
+
+
+def truncated_backbone(
+    name: str,
+    image_size: int,
+    output_layer: str,
+    weights: str | Path | None,
+    seed: int = 0,
+) -> tuple:
+    """A frozen backbone cut after ``output_layer``: a spatial feature grid.
+
+    The whole headless network is built (and given the ``weights`` file, which
+    holds all of it), then a Keras model from its input to ``output_layer`` is
+    returned; layers after the cut are dropped. With ``weights=None`` the weights
+    are random (seeded) and batch-norm statistics are calibrated as in
+    ``calibrate_batch_norm``.
+
+    Args:
+        name: One of ``BACKBONE_NAMES``.
+        image_size: Input side S.
+        output_layer: Name of the layer whose output is returned, e.g.
+            ``conv4_block6_out`` (ResNet-50 conv4, stride 16).
+        weights: A Keras-applications "notop" ``.h5`` file, or None.
+        seed: Seed of the random weights when ``weights`` is None.
+
+    Returns:
+        ``(model, preprocess)``: ``model`` maps preprocessed float32
+        [n, S, S, 3] to float32 [n, h, w, C]; ``preprocess`` maps RGB values in
+        [0, 255] to the network's input range.
+
+    Raises:
+        CheckpointError: Unknown backbone or layer; unusable weights file.
+    """
+    import tf_keras
+
+    registry = _registry()
+    if name not in registry:
+        raise CheckpointError(
+            f"unknown backbone {name!r}: choose one of {sorted(registry)}"
+        )
+    build, preprocess = registry[name]
+    tf_keras.utils.set_random_seed(seed)
+    full = build(
+        include_top=False, weights=None, input_shape=(image_size, image_size, 3)
+    )
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise CheckpointError(
+                f"backbone weights {path} not found: give the local .h5 file of "
+                f"{name} (include_top=False), or `--backbone-weights none`"
+            )
+        try:
+            full.load_weights(str(path))
+        except (ValueError, OSError) as e:
+            msg = str(e).splitlines()[0][:200]
+            raise CheckpointError(
+                f"backbone weights {path} do not fit {name} without its "
+                f"classification top ({msg}); use the Keras-applications 'notop' "
+                "weights of this network"
+            ) from None
+    names = [layer.name for layer in full.layers]
+    if output_layer not in names:
+        close = [n for n in names if n.endswith(("_out", "/Add"))][-6:]
+        raise CheckpointError(
+            f"backbone {name} has no layer {output_layer!r} (e.g. {close})"
+        )
+    safe = output_layer.replace("/", "_")
+    model = tf_keras.Model(
+        full.input, full.get_layer(output_layer).output, name=f"{name}_to_{safe}"
+    )
+    if weights is None:
+        calibrate_batch_norm(model, preprocess, image_size, seed)
+    model.trainable = False
+    return model, preprocess

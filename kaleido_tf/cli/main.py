@@ -13,12 +13,13 @@ import traceback
 from collections.abc import Sequence
 
 import kaleido_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from kaleido_tf.cli import demo, inspect, prepare, pretrain, synth
+from kaleido_tf.cli import align, demo, inspect, prepare, pretrain, synth
 from kaleido_tf.errors import KaleidoError
 
 SUBCOMMANDS = {
     "synth": synth,
     "prepare": prepare,
+    "align": align,
     "pretrain": pretrain,
     "demo": demo,
     "inspect": inspect,
