@@ -59,12 +59,29 @@ def synthetic_prepared(tmp_path_factory, tiny_prepare_config):
     for split in ("train", "validation"):
         extra = []
         if split == "validation":
-            extra = ["--vocab", str(out["train"] / "vocab.txt"),
-                     "--categories", str(out["train"] / "categories.json")]
+            extra = [
+                "--vocab",
+                str(out["train"] / "vocab.txt"),
+                "--categories",
+                str(out["train"] / "categories.json"),
+            ]
         out[split] = root / split
-        rc = main(["prepare", "--h5", str(raw / f"fashiongen_256_256_{split}.h5"),
-                   "--out", str(out[split]), "--config", str(tiny_prepare_config),
-                   "--set", "text.max_seq_length=24", "--backbone-weights", "none",
-                   "--quiet", *extra])
+        rc = main(
+            [
+                "prepare",
+                "--h5",
+                str(raw / f"fashiongen_256_256_{split}.h5"),
+                "--out",
+                str(out[split]),
+                "--config",
+                str(tiny_prepare_config),
+                "--set",
+                "text.max_seq_length=24",
+                "--backbone-weights",
+                "none",
+                "--quiet",
+                *extra,
+            ]
+        )
         assert rc == 0
     return out
