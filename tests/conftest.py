@@ -85,3 +85,41 @@ def synthetic_prepared(tmp_path_factory, tiny_prepare_config):
         )
         assert rc == 0
     return out
+
+
+# A tiny Kaleido-BERT (hidden 16, 1 layer): tests of what consumes a trained model.
+TINY_MODEL = [
+    "model.encoder.hidden_size=16",
+    "model.encoder.num_attention_heads=2",
+    "model.encoder.inner_dim=24",
+    "model.encoder.num_layers=1",
+    "model.encoder.max_sequence_length=24",
+    "model.encoder.output_dropout=0.0",
+    "model.encoder.attention_dropout=0.0",
+    "model.encoder.feature_dropout=0.0",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_pretrain_run(tmp_path_factory, synthetic_prepared):
+    """A run folder of ``kaleido-tf pretrain`` (tiny model, 4 steps, all tasks).
+
+    Returns the folder; ``load_trained_model(folder)`` gives the model back.
+    """
+    from kaleido_tf.cli.main import main
+
+    model_dir = tmp_path_factory.mktemp("runs") / "pretrain"
+    settings = TINY_MODEL + [
+        "train.global_batch_size=8",
+        "train.max_steps=4",
+        "train.checkpoint_every_steps=2",
+        "train.log_every_steps=2",
+        "train.optimizer.warmup_steps=2",
+        "train.optimizer.learning_rate=1e-3",
+    ]
+    argv = ["pretrain", "--config", "kaleido_bert/demo"]
+    for s in settings:
+        argv += ["--set", s]
+    argv += ["--data", str(synthetic_prepared["train"]), "--model-dir", str(model_dir)]
+    assert main(argv + ["--quiet"]) == 0
+    return model_dir
