@@ -37,9 +37,9 @@ def build_model(config):
     Calling it on a batch dict returns ``sequence_output``, ``pooled_output`` and one
     ``<task>_logits`` per enabled task.
     """
-    from kaleido_tf.systems import get_system
+    from kaleido_tf.systems import get_recipe
 
-    model = get_system(config.system).build_model(config)
+    model = get_recipe(config).build_model(config)
     model(dummy_batch(config), training=False)
     return model
 

@@ -113,7 +113,12 @@ def _pretrain(args: argparse.Namespace, log) -> Path:
     model_dir = args.out / "pretrain"
     config = kaleido_tf.load_config(
         "kaleido_bert/demo",
-        [f"train.max_steps={args.pretrain_steps}", f"train.seed={args.seed}"],
+        [
+            f"train.max_steps={args.pretrain_steps}",
+            f"train.seed={args.seed}",
+            # The config's 20 warm-up steps, shortened for very short demo runs.
+            f"train.optimizer.warmup_steps={min(20, args.pretrain_steps // 10)}",
+        ],
     )
     print()
     log(

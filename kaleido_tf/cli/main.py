@@ -13,7 +13,16 @@ import traceback
 from collections.abc import Sequence
 
 import kaleido_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from kaleido_tf.cli import align, demo, inspect, prepare, pretrain, synth
+from kaleido_tf.cli import (
+    align,
+    demo,
+    evaluate,
+    finetune,
+    inspect,
+    prepare,
+    pretrain,
+    synth,
+)
 from kaleido_tf.errors import KaleidoError
 
 SUBCOMMANDS = {
@@ -21,6 +30,8 @@ SUBCOMMANDS = {
     "prepare": prepare,
     "align": align,
     "pretrain": pretrain,
+    "finetune": finetune,
+    "evaluate": evaluate,
     "demo": demo,
     "inspect": inspect,
 }

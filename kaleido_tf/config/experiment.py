@@ -177,6 +177,56 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CaptioningConfig:
+    """Fashion captioning by seq2seq fine-tuning (kaleido_fashionbert.md K-Q19).
+
+    Attributes:
+        mask_rate: Fraction of caption tokens (and the final [SEP]) masked for
+            training, 80/10/10 as in MLM.
+        max_masked_tokens: Masked slots per example.
+        beam_size: Beam width of decoding.
+        max_caption_tokens: Longest generated caption in WordPieces (without
+            [CLS]/[SEP]).
+        length_penalty: Alpha of the GNMT length normalisation of beam scores
+            (0 = none).
+    """
+
+    mask_rate: float = 0.15
+    max_masked_tokens: int = 10
+    beam_size: int = 5
+    max_caption_tokens: int = 62
+    length_penalty: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.mask_rate < 1.0:
+            raise ValueError(f"mask_rate must be in (0, 1): {self.mask_rate}")
+        if self.beam_size < 1 or self.max_caption_tokens < 1:
+            raise ValueError("beam_size and max_caption_tokens must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+    """A downstream task trained from a pretrained model (Kaleido-BERT §4.2).
+
+    Attributes:
+        task: ``retrieval`` (ITM on matched / same-sub-category pairs, K-Q21),
+            ``category`` or ``subcategory`` (a classifier on the pooled [CLS],
+            K-Q23), ``captioning`` (K-Q19).
+        num_classes: Classes of the classifier; 0 = the data's
+            ``categories.json`` count (Fashion-Gen: 48 and 122).
+        classifier_dropout: Dropout on the pooled output (released code: keep 0.9).
+        classifier_initializer_range: Stddev of the classifier (released: 0.01).
+        captioning: See CaptioningConfig.
+    """
+
+    task: Literal["retrieval", "category", "subcategory", "captioning"] = "retrieval"
+    num_classes: int = 0
+    classifier_dropout: float = 0.1
+    classifier_initializer_range: float = 0.01
+    captioning: CaptioningConfig = dataclasses.field(default_factory=CaptioningConfig)
+
+
+@dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     """One paper experiment.
 
@@ -185,9 +235,12 @@ class ExperimentConfig:
         model: See ModelConfig.
         tasks: See TasksConfig.
         train: See TrainConfig.
+        finetune: A downstream task (``kaleido-tf finetune``), or None for
+            pretraining; with it, ``tasks`` is not used.
     """
 
     system: Literal["kaleido_bert"] = "kaleido_bert"
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     tasks: TasksConfig = dataclasses.field(default_factory=TasksConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    finetune: FinetuneConfig | None = None

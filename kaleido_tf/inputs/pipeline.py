@@ -105,6 +105,8 @@ class KaleidoPretrainInputs:
         corrupt: Apply masking and AKPM corruptions (False: clean inputs).
         feature_dim: If given, the D the model needs (checked on the manifest).
         max_seq_length: If given, the T the model needs (checked).
+        extra_keys: Record fields passed through to every example of the record
+            (e.g. ``category_id`` for classification fine-tuning, ``image_id``).
 
     Raises:
         DataError: Not a kaleido-layout folder, a mismatching D or T, fewer than 2
@@ -123,6 +125,7 @@ class KaleidoPretrainInputs:
         corrupt: bool = True,
         feature_dim: int | None = None,
         max_seq_length: int | None = None,
+        extra_keys: Collection[str] = (),
     ) -> None:
         self.data_dir = Path(data_dir)
         self.tasks = _check_tasks(tasks)
@@ -135,8 +138,19 @@ class KaleidoPretrainInputs:
             max_seq_length=max_seq_length,
         )
         self.layout = schema.get_layout(self.manifest["layout"])
+        available = manifest_fields(self.manifest)
+        unknown = [k for k in extra_keys if k not in available]
+        if unknown:
+            raise DataError(
+                f"{self.data_dir}: records have no field {unknown[0]!r} "
+                f"(fields: {sorted(available)})"
+            )
+        self.extra_keys = tuple(k for k in extra_keys if k not in BATCH_KEYS)
+        self._record_level = _RECORD_LEVEL_KEYS + self.extra_keys
         self.fields = {
-            k: v for k, v in manifest_fields(self.manifest).items() if k in _RECORD_KEYS
+            k: v
+            for k, v in available.items()
+            if k in _RECORD_KEYS or k in self.extra_keys
         }
         self.files = [str(self.data_dir / s["file"]) for s in self.manifest["shards"]]
         missing = [f for f in self.files if not Path(f).is_file()]
@@ -227,7 +241,7 @@ class KaleidoPretrainInputs:
             ex["uniforms"] = uniforms[:, :-1]
             names += ["rotated_features", "grey_features"]
             names += ["align_word_index", "align_patch_index"]
-        for name in names:
+        for name in (*names, *self.extra_keys):
             ex[name] = record[name]
         return ex
 
@@ -240,7 +254,7 @@ class KaleidoPretrainInputs:
         k = self.examples_per_record
         group = {}
         for name, x in records.items():
-            if name in _RECORD_LEVEL_KEYS:  # [R, ...] -> [R k, ...]
+            if name in self._record_level:  # [R, ...] -> [R k, ...]
                 if k > 1:
                     x = tf.reshape(tf.stack([x] * k, axis=1), [-1, *x.shape[1:]])
                 group[name] = x
@@ -276,7 +290,8 @@ class KaleidoPretrainInputs:
             )
             out.update(self.pretext.apply(group, masks["patch_masked"], u[:, n_mask:]))
             out["agm_pairs_used"] = masks["pairs_used"]
-            return {key: out[key] for key in BATCH_KEYS}
+            out.update({key: group[key] for key in self.extra_keys})
+            return {key: out[key] for key in (*BATCH_KEYS, *self.extra_keys)}
         zeros = tf.zeros([g], tf.int32)
         out.update(
             {
@@ -299,7 +314,8 @@ class KaleidoPretrainInputs:
                 tf.gather(features, positions, batch_dims=1)
             )
             out[f"{task}_weights"] = tf.zeros([g, n], tf.float32)
-        return {key: out[key] for key in BATCH_KEYS}
+        out.update({key: group[key] for key in self.extra_keys})
+        return {key: out[key] for key in (*BATCH_KEYS, *self.extra_keys)}
 
     # ------------------------------------------------------------- per epoch
     def epoch_dataset(
@@ -427,6 +443,7 @@ def build_pretrain_dataset(
     group_size: int = 32,
     feature_dim: int | None = None,
     max_seq_length: int | None = None,
+    extra_keys: Collection[str] = (),
 ) -> tf.data.Dataset:
     """The Kaleido-BERT pretraining (or evaluation) dataset of a prepared folder.
 
@@ -471,11 +488,14 @@ def build_pretrain_dataset(
             the batch size, so 1 and N replicas see the same examples.
         feature_dim: If given, checked against the manifest's D.
         max_seq_length: If given, checked against the manifest's T.
+        extra_keys: Record fields added to every batch (fine-tuning labels, ids);
+            with no ``tasks`` and ``corrupt=False`` the dataset is the clean
+            positive pairs (one per image record) plus these fields.
 
     Returns:
-        A dataset of dicts with exactly ``BATCH_KEYS`` (shapes in that tuple's
-        comments), static except for the batch dimension of a partial last
-        evaluation batch.
+        A dataset of dicts with exactly ``BATCH_KEYS`` and ``extra_keys``
+        (shapes in that tuple's comments), static except for the batch
+        dimension of a partial last evaluation batch.
 
     Raises:
         DataError: See ``KaleidoPretrainInputs``.
@@ -511,6 +531,7 @@ def build_pretrain_dataset(
         corrupt=corrupt,
         feature_dim=feature_dim,
         max_seq_length=max_seq_length,
+        extra_keys=extra_keys,
     )
     pipes, pipe_id, batch_size = 1, 0, global_batch_size
     if input_context is not None:

@@ -7,9 +7,14 @@ import tf_keras
 from official.nlp.modeling import layers as nlp_layers
 
 from kaleido_tf.layers.activations import gelu_tanh
-from kaleido_tf.layers.attention_mask import padding_attention_mask
+from kaleido_tf.layers.attention_mask import (
+    padding_attention_mask,
+    seq2seq_attention_mask,
+)
 from kaleido_tf.layers.patch_embedding import PatchEmbedding
 from kaleido_tf.layers.text_embedding import TextEmbedding
+
+ATTENTION_PATTERNS = ("bidirectional", "seq2seq")
 
 
 @tf_keras.utils.register_keras_serializable(package="kaleido_tf")
@@ -18,8 +23,10 @@ class CrossModalEncoder(tf_keras.layers.Layer):
 
     The sequence is ``[CLS] t1 .. tn [SEP] [PAD].. | L1 | L2 | L3 | L4 | L5`` for the
     kaleido layout (or the 64 grid patches); every position attends to every real
-    position. The blocks are tf-models-official's ``TransformerEncoderBlock``
-    (post-norm, as BERT); the pooler is a tanh dense on [CLS].
+    position (``attention="bidirectional"``), or with ``attention="seq2seq"`` text
+    is causal and patches see only patches (captioning, K-Q19). The blocks are
+    tf-models-official's ``TransformerEncoderBlock`` (post-norm, as BERT); the
+    pooler is a tanh dense on [CLS].
 
     Args:
         vocab_size: V.
@@ -36,6 +43,9 @@ class CrossModalEncoder(tf_keras.layers.Layer):
         per_level_projection: See PatchEmbedding (K-Q7).
         per_level_segments: See PatchEmbedding (K-Q6).
         feature_dropout: See PatchEmbedding.
+        attention: ``bidirectional`` (pretraining, understanding tasks) or
+            ``seq2seq`` (``seq2seq_attention_mask``, captioning). Weights are the
+            same either way.
 
     Call arguments:
         inputs: dict with ``input_ids`` int32 [B, T], ``input_mask`` int32 [B, T]
@@ -67,6 +77,7 @@ class CrossModalEncoder(tf_keras.layers.Layer):
         per_level_projection: bool = False,
         per_level_segments: bool = False,
         feature_dropout: float = 0.0,
+        attention: str = "bidirectional",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -89,6 +100,11 @@ class CrossModalEncoder(tf_keras.layers.Layer):
         self.per_level_projection = per_level_projection
         self.per_level_segments = per_level_segments
         self.feature_dropout = feature_dropout
+        if attention not in ATTENTION_PATTERNS:
+            raise ValueError(
+                f"attention must be one of {ATTENTION_PATTERNS}, got {attention!r}"
+            )
+        self.attention = attention
 
         def init():
             # A fresh initialiser per layer: a shared unseeded instance gives every
@@ -147,10 +163,17 @@ class CrossModalEncoder(tf_keras.layers.Layer):
         patch_mask = inputs.get("patch_mask")
         if patch_mask is None:
             patch_mask = tf.ones(tf.shape(patches)[:2], tf.int32)
-        mask = tf.concat(
-            [tf.cast(inputs["input_mask"], tf.int32), tf.cast(patch_mask, tf.int32)], 1
-        )
-        attention_mask = padding_attention_mask(mask)  # [B, L, L]
+        if self.attention == "seq2seq":
+            attention_mask = seq2seq_attention_mask(inputs["input_mask"], patch_mask)
+        else:
+            mask = tf.concat(
+                [
+                    tf.cast(inputs["input_mask"], tf.int32),
+                    tf.cast(patch_mask, tf.int32),
+                ],
+                1,
+            )
+            attention_mask = padding_attention_mask(mask)  # [B, L, L]
         for block in self.blocks:
             x = block([x, attention_mask], training=training)
         return {
@@ -176,5 +199,6 @@ class CrossModalEncoder(tf_keras.layers.Layer):
             per_level_projection=self.per_level_projection,
             per_level_segments=self.per_level_segments,
             feature_dropout=self.feature_dropout,
+            attention=self.attention,
         )
         return config

@@ -15,3 +15,16 @@ def get_system(name: str):
         raise ConfigError(
             f"unknown system {name!r}: valid systems are {sorted(SYSTEMS)}"
         ) from None
+
+
+def get_recipe(config):
+    """What trains ``config``: its fine-tuning task module when ``config.finetune``
+    is set, else its system module. Both provide ``build_model(config)``,
+    ``objectives(config)``, ``examples_per_epoch(data_dir, config)`` and
+    ``build_dataset(data_dir, config, global_batch_size, start_step, training,
+    input_context)``."""
+    if getattr(config, "finetune", None) is not None:
+        from kaleido_tf.finetuning import get_task
+
+        return get_task(config.finetune.task)
+    return get_system(config.system)

@@ -65,11 +65,12 @@ def head_specs(config: ExperimentConfig) -> dict[str, dict]:
     return specs
 
 
-def build_model(config: ExperimentConfig) -> VLModel:
-    """The Kaleido-BERT VLModel for ``config`` (not yet built)."""
+def encoder_kwargs(config: ExperimentConfig) -> dict:
+    """Keyword arguments of the CrossModalEncoder for ``config`` (shared by the
+    pretraining model and every fine-tuning task)."""
     enc = config.model.encoder
     layout = schema.get_layout(config.model.layout)
-    encoder = {
+    return {
         "vocab_size": enc.vocab_size,
         "hidden_size": enc.hidden_size,
         "num_layers": enc.num_layers,
@@ -85,7 +86,11 @@ def build_model(config: ExperimentConfig) -> VLModel:
         "per_level_segments": enc.per_level_segments,
         "feature_dropout": enc.feature_dropout,
     }
-    return VLModel(encoder=encoder, heads=head_specs(config), name=NAME)
+
+
+def build_model(config: ExperimentConfig) -> VLModel:
+    """The Kaleido-BERT pretraining VLModel for ``config`` (not yet built)."""
+    return VLModel(encoder=encoder_kwargs(config), heads=head_specs(config), name=NAME)
 
 
 def objectives(config: ExperimentConfig) -> Objectives:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from official.modeling import optimization
 
 from kaleido_tf.config.experiment import OptimizerConfig
+from kaleido_tf.errors import ConfigError
 
 # BERT's exclusions: no weight decay on LayerNorm parameters and biases (F-Q16).
 EXCLUDE_FROM_WEIGHT_DECAY = ["LayerNorm", "layer_norm", "bias"]
@@ -27,8 +28,19 @@ def build_optimizer(config: OptimizerConfig, total_steps: int):
 
     Returns:
         (optimizer, learning_rate_schedule).
+
+    Raises:
+        ConfigError: Warm-up as long as the run: tf-models' warm-up ramps to the
+            decayed rate at its end, which is then ``end_learning_rate`` (0), so the
+            whole run would have a zero learning rate.
     """
     steps = warmup_steps(config, total_steps)
+    if steps > 0 and steps >= total_steps:
+        raise ConfigError(
+            f"train.optimizer warm-up of {steps} steps is not shorter than the "
+            f"{total_steps} steps of the run: the learning rate would stay 0; "
+            "lower train.optimizer.warmup_steps (or warmup_fraction)"
+        )
     params = {
         "optimizer": {
             "type": "adamw",

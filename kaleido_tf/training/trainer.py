@@ -28,7 +28,7 @@ from kaleido_tf.config.loader import config_to_dict
 from kaleido_tf.errors import ConfigError, DataError
 from kaleido_tf.losses.reduction import weighted_mean
 from kaleido_tf.manifest import read_manifest
-from kaleido_tf.systems import get_system
+from kaleido_tf.systems import get_recipe
 from kaleido_tf.training.optimizer import build_optimizer
 
 CHECKPOINT_DIR = "checkpoints"
@@ -52,7 +52,7 @@ class TrainPlan:
 
 def plan(config: ExperimentConfig, data_dir: Path) -> TrainPlan:
     """Steps per epoch and in total; refuses a batch larger than the data."""
-    examples = get_system(config.system).examples_per_epoch(data_dir, config)
+    examples = get_recipe(config).examples_per_epoch(data_dir, config)
     per_epoch = examples // config.train.global_batch_size
     if per_epoch < 1:
         raise ConfigError(
@@ -116,6 +116,9 @@ class Trainer:
         strategy: A tf.distribute strategy (default: ``distribute.get_strategy()``).
         init_from: A Google BERT checkpoint directory loaded before the first step
             (ignored when resuming).
+        init_checkpoint: A run folder or checkpoint prefix of this project whose
+            encoder (and heads of the same ids) start a fine-tuning run (ignored
+            when resuming); see ``finetuning.pretrained_weights``.
         argv: The command line, recorded in ``argv.txt``.
     """
 
@@ -127,13 +130,14 @@ class Trainer:
         strategy: tf.distribute.Strategy | None = None,
         init_from: str | Path | None = None,
         argv: list[str] | None = None,
+        init_checkpoint: str | Path | None = None,
     ) -> None:
         from kaleido_tf.training.distribute import get_strategy
 
         self.config = config
         self.data_dir = Path(data_dir)
         self.model_dir = Path(model_dir)
-        self.system = get_system(config.system)
+        self.system = get_recipe(config)
         self.manifest = check_data(config, self.data_dir)
         self.plan = plan(config, self.data_dir)
         self.strategy = strategy or get_strategy()
@@ -178,8 +182,15 @@ class Trainer:
         )
         self.resumed_from = self.manager.restore_or_initialize()
         self.bert_report = None
+        self.init_report = None
         if self.resumed_from is None and init_from is not None:
             self.bert_report = kaleido_tf.load_bert_checkpoint(self.model, init_from)
+        if self.resumed_from is None and init_checkpoint is not None:
+            from kaleido_tf.finetuning.pretrained_weights import (
+                load_pretrained_weights,
+            )
+
+            self.init_report = load_pretrained_weights(self.model, init_checkpoint)
         write_run_records(self.model_dir, config, argv, self.model)
 
     @property
@@ -207,6 +218,9 @@ class Trainer:
             self.trackers[f"{task}_accuracy"].update_state(correct, weights)
         mixed = self.config.train.mixed_precision
         grads = tape.gradient(scaled, variables)
+        # A variable no loss reaches (e.g. the pooler when captioning) has no
+        # gradient; all-reduce needs a tensor for every variable.
+        grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
         if mixed:
             grads = self.optimizer.get_unscaled_gradients(grads)
         ctx = tf.distribute.get_replica_context()
