@@ -1,0 +1,379 @@
+"""``kaleido-tf evaluate``: retrieval lists and scores, EasyTransfer, CR/SUB, FC.
+
+``build-lists`` draws the ITR/TIR candidate lists of a prepared validation folder
+once; ``retrieval`` scores them with a run's ITM head and prints Kaleido-BERT's
+Table 2 with ours beside the paper's numbers; ``easytransfer`` re-scores a per-pair
+file the way EasyTransfer's FashionBERT scripts did; ``category`` and ``captioning``
+evaluate fine-tuned runs and print Table 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from kaleido_tf.cli.progress import log, progress_enabled
+from kaleido_tf.errors import ConfigError, DataError
+
+SCORES_FILE = "retrieval_scores.tsv"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluation protocols: retrieval lists and scores, CR/SUB, captioning",
+    )
+    action = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    b = action.add_parser(
+        "build-lists",
+        help="draw the ITR and TIR candidate lists of a validation folder, once",
+        description=(
+            "Per direction: distinct query products, each with 1 positive and N "
+            "negatives from its sub-category (topped up from its category, then "
+            "from any product), fixed seed. Every model is scored on this file."
+        ),
+    )
+    b.add_argument("--data", required=True, type=Path, help="prepared validation")
+    b.add_argument("--out", required=True, type=Path, help="the lists (.json)")
+    b.add_argument("--queries", type=int, default=1000, help="per direction (1000)")
+    b.add_argument("--negatives", type=int, default=100, help="per query (100)")
+    b.add_argument("--seed", type=int, default=0, help="seed of the draws (0)")
+    b.add_argument(
+        "--overwrite", action="store_true", help="replace an existing list file"
+    )
+    r = action.add_parser(
+        "retrieval",
+        help="score the lists with a run's ITM head; print Table 2",
+        description=(
+            "Scores every (query, candidate) pair with P(match) of the ITM head on "
+            "clean inputs, writes retrieval_scores.tsv, results.json and "
+            "results.md into --out, and prints Kaleido-BERT's Table 2 with ours."
+        ),
+    )
+    r.add_argument("--model-dir", required=True, type=Path, help="a run folder")
+    r.add_argument("--checkpoint", help="checkpoint prefix (default: the run's latest)")
+    r.add_argument("--data", required=True, type=Path, help="prepared validation")
+    r.add_argument("--lists", required=True, type=Path, help="from build-lists")
+    r.add_argument("--out", required=True, type=Path, help="results folder")
+    r.add_argument("--batch-size", type=int, default=64, help="pairs per step (64)")
+    r.add_argument(
+        "--label", default="ours", help="header of our column in the table (ours)"
+    )
+    e = action.add_parser(
+        "easytransfer",
+        help="EasyTransfer's scorer: ACC, Rank@1/5/10/100, AUC per direction",
+        description=(
+            "Groups pairs by query id, ranks by the raw logit[1] (stable on ties), "
+            "as EasyTransfer's fashionbert_utils did. Reads retrieval_scores.tsv "
+            "or EasyTransfer's \\x01-separated predict output."
+        ),
+    )
+    e.add_argument("--predictions", required=True, type=Path, help="scores file")
+    e.add_argument(
+        "--direction",
+        choices=("img2txt", "txt2img"),
+        help="for EasyTransfer's format: which direction the file holds",
+    )
+    c = action.add_parser(
+        "category",
+        help="ACC and macro-F of a category/subcategory run; print Table 3",
+        description=(
+            "Predicts every (image, own text) pair of --data with a run of "
+            "`kaleido-tf finetune --task category|subcategory` (K-Q24)."
+        ),
+    )
+    f = action.add_parser(
+        "captioning",
+        help="BLEU-4, METEOR, ROUGE-L, CIDEr of a captioning run; print Table 3",
+        description=(
+            "Captions every image of --data by beam search with a run of "
+            "`kaleido-tf finetune --task captioning` and scores the captions "
+            "against the product descriptions with the COCO caption toolkit."
+        ),
+    )
+    for parser in (c, f):
+        parser.add_argument("--model-dir", required=True, type=Path)
+        parser.add_argument("--checkpoint", help="checkpoint prefix (default: latest)")
+        parser.add_argument("--data", required=True, type=Path, help="test split")
+        parser.add_argument("--out", required=True, type=Path, help="results folder")
+        parser.add_argument("--label", default="ours", help="our column's header")
+    c.add_argument("--batch-size", type=int, default=64, help="pairs per step (64)")
+    f.add_argument("--batch-size", type=int, default=32, help="images per step (32)")
+    f.add_argument("--max-images", type=int, help="caption only the first N images")
+    for parser in (b, r, e, c, f):
+        parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+        parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "build-lists":
+        return _build_lists(args)
+    if args.action == "retrieval":
+        return _retrieval(args)
+    if args.action == "category":
+        return _category(args)
+    if args.action == "captioning":
+        return _captioning(args)
+    return _easytransfer(args)
+
+
+def _build_lists(args: argparse.Namespace) -> int:
+    from kaleido_tf.evaluation.retrieval_lists import build_retrieval_lists
+
+    if args.queries < 1 or args.negatives < 1:
+        raise ConfigError(
+            f"--queries and --negatives must be >= 1, got {args.queries} and "
+            f"{args.negatives}"
+        )
+    if args.out.exists() and not args.overwrite:
+        raise ConfigError(
+            f"{args.out} exists: models scored on it would no longer share lists; "
+            "pass --overwrite to replace it"
+        )
+    lists = build_retrieval_lists(args.data, args.queries, args.negatives, args.seed)
+    path = lists.save(args.out)
+    for d, counts in lists.negative_sources.items():
+        log(
+            f"{d}: {lists.num_queries} queries x {lists.num_candidates} candidates; "
+            "negatives from sub-category / category / any: "
+            f"{counts['subcategory']} / {counts['category']} / {counts['any']}"
+        )
+    print(
+        f"wrote {path} (seed {lists.seed}, products fingerprint "
+        f"{lists.products_fingerprint})"
+    )
+    return 0
+
+
+def _retrieval(args: argparse.Namespace) -> int:
+    import kaleido_tf  # noqa: F401  (Keras 2 before TensorFlow)
+    from kaleido_tf.checkpoints.trained_model import load_trained_model
+    from kaleido_tf.evaluation import paper_tables
+    from kaleido_tf.evaluation.easytransfer_scorer import (
+        easytransfer_metrics,
+        read_pair_scores,
+    )
+    from kaleido_tf.evaluation.ranking_metrics import retrieval_metrics, sum_r
+    from kaleido_tf.evaluation.retrieval import (
+        score_retrieval_lists,
+        write_pair_scores,
+    )
+    from kaleido_tf.evaluation.retrieval_lists import DIRECTIONS, RetrievalLists
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    lists = RetrievalLists.load(args.lists, args.data)
+    trained = load_trained_model(args.model_dir, args.checkpoint)
+    log(
+        f"scoring {lists.num_queries} queries x {lists.num_candidates} candidates "
+        f"per direction with {trained.checkpoint} (step {trained.step})"
+    )
+    logits = score_retrieval_lists(
+        trained.model,
+        trained.config,
+        args.data,
+        lists,
+        batch_size=args.batch_size,
+        progress=progress_enabled(args),
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    tsv = write_pair_scores(args.out / SCORES_FILE, lists, logits)
+    ours = {
+        d: retrieval_metrics(logits[d], [q.positive for q in lists.queries[d]])
+        for d in DIRECTIONS
+    }
+    ours["sum_r"] = sum_r(ours["itr"], ours["tir"])
+    ours["easytransfer"] = {
+        d: easytransfer_metrics(pairs) for d, pairs in read_pair_scores(tsv).items()
+    }
+    results = {
+        "protocol": (
+            "Fashion-Gen retrieval, ITM P(match), pessimistic ties "
+            "(kaleido_fashionbert.md §7); rank@K and accuracy are fractions"
+        ),
+        "model_dir": str(args.model_dir),
+        "checkpoint": trained.checkpoint,
+        "step": trained.step,
+        "system": trained.config.system,
+        "data": str(args.data),
+        "lists": str(args.lists),
+        "lists_seed": lists.seed,
+        "products_fingerprint": lists.products_fingerprint,
+        "scores_file": str(tsv),
+        **ours,
+    }
+    table = paper_tables.table2(ours, args.label)
+    itr_acc, tir_acc = (100 * ours[d]["accuracy"] for d in DIRECTIONS)
+    notes = [
+        f"Matching accuracy (FashionBERT Table 1; paper 91.01% / 91.09%): ITR "
+        f"{itr_acc:.2f}%, TIR {tir_acc:.2f}%."
+    ]
+    for d, m in ours["easytransfer"].items():
+        notes.append(
+            f"EasyTransfer scorer ({d}, raw logit[1], stable ties): "
+            + ", ".join(
+                f"{k} {m[k]:.4f}"
+                for k in ("accuracy", "rank@1", "rank@5", "rank@10", "rank@100")
+            )
+            + (f", auc {m['auc']:.4f}." if m["auc"] is not None else ".")
+        )
+    paper_tables.write_results(
+        args.out,
+        results,
+        {"Table 2: retrieval on Fashion-Gen": table},
+        f"Retrieval: {args.model_dir} ({trained.checkpoint})",
+        notes,
+    )
+    print("Kaleido-BERT Table 2: retrieval on Fashion-Gen (ours in the last column)")
+    print(paper_tables.plain_text(table), end="")
+    for note in notes:
+        print(note)
+    print(f"wrote {args.out / 'results.json'}, {args.out / 'results.md'}, {tsv}")
+    return 0
+
+
+def _easytransfer(args: argparse.Namespace) -> int:
+    from kaleido_tf.evaluation.easytransfer_scorer import (
+        EASYTRANSFER_DIRECTIONS,
+        easytransfer_metrics,
+        looks_like_easytransfer,
+        read_easytransfer_predictions,
+        read_pair_scores,
+    )
+
+    if not args.predictions.is_file():
+        raise DataError(f"{args.predictions}: no such file")
+    if looks_like_easytransfer(args.predictions):
+        if args.direction is None:
+            raise ConfigError(
+                f"{args.predictions} is in EasyTransfer's format: say which "
+                "direction it holds with --direction img2txt or txt2img"
+            )
+        by_direction = {
+            args.direction: read_easytransfer_predictions(
+                args.predictions, args.direction
+            )
+        }
+    else:
+        names = {v: k for k, v in EASYTRANSFER_DIRECTIONS.items()}
+        by_direction = {
+            names.get(d, d): pairs
+            for d, pairs in read_pair_scores(args.predictions).items()
+        }
+    for direction, pairs in by_direction.items():
+        m = easytransfer_metrics(pairs)
+        auc = "n/a" if m["auc"] is None else f"{m['auc']:.4f}"
+        print(
+            f"{direction}: ACC {m['accuracy']:.4f}  Rank@1 {m['rank@1']:.4f}  "
+            f"Rank@5 {m['rank@5']:.4f}  Rank@10 {m['rank@10']:.4f}  "
+            f"Rank@100 {m['rank@100']:.4f}  AUC {auc}  "
+            f"({m['queries']} queries, {m['pairs']} pairs)"
+        )
+    return 0
+
+
+def _finetuned(args: argparse.Namespace, tasks: tuple[str, ...]):
+    import kaleido_tf  # noqa: F401  (Keras 2 before TensorFlow)
+    from kaleido_tf.checkpoints.trained_model import load_trained_model
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    trained = load_trained_model(args.model_dir, args.checkpoint)
+    task = None if trained.config.finetune is None else trained.config.finetune.task
+    if task not in tasks:
+        raise ConfigError(
+            f"{args.model_dir} is a {task or 'pretraining'} run; `evaluate "
+            f"{args.action}` needs a run of `kaleido-tf finetune --task "
+            f"{'|'.join(tasks)}`"
+        )
+    return trained, task
+
+
+def _report(args, trained, ours: dict, results: dict, notes=()) -> None:
+    from kaleido_tf.evaluation import paper_tables
+
+    table = paper_tables.table3(ours, args.label)
+    paper_tables.write_results(
+        args.out,
+        {
+            "model_dir": str(args.model_dir),
+            "checkpoint": trained.checkpoint,
+            "step": trained.step,
+            "system": trained.config.system,
+            "data": str(args.data),
+            **results,
+            **ours,
+        },
+        {"Table 3: category recognition and captioning on Fashion-Gen": table},
+        f"{args.action}: {args.model_dir} ({trained.checkpoint})",
+        notes,
+    )
+    print("Kaleido-BERT Table 3 (ours in the last column)")
+    print(paper_tables.plain_text(table), end="")
+    for note in notes:
+        print(note)
+    print(f"wrote {args.out / 'results.json'}, {args.out / 'results.md'}")
+
+
+def _category(args: argparse.Namespace) -> int:
+    from kaleido_tf.evaluation import classification_metrics
+    from kaleido_tf.evaluation.category_recognition import predict_categories
+
+    trained, task = _finetuned(args, ("category", "subcategory"))
+    labels, predicted = predict_categories(
+        trained.model,
+        trained.config,
+        args.data,
+        batch_size=args.batch_size,
+        progress=progress_enabled(args),
+    )
+    if len(labels) == 0:
+        raise DataError(f"{args.data}: no record has a known {task} label")
+    metrics = classification_metrics.score(
+        labels, predicted, trained.config.finetune.num_classes
+    )
+    _report(args, trained, {task: metrics}, {"examples": int(len(labels))})
+    return 0
+
+
+def _captioning(args: argparse.Namespace) -> int:
+    import json
+
+    from kaleido_tf.atomic_files import atomic_write_text
+    from kaleido_tf.evaluation import captioning_metrics
+    from kaleido_tf.evaluation.fashion_captioning import generate_split_captions
+
+    if args.max_images is not None and args.max_images < 1:
+        raise ConfigError(f"--max-images must be >= 1, got {args.max_images}")
+    captioning_metrics.require_java()  # fail before minutes of decoding
+    trained, _ = _finetuned(args, ("captioning",))
+    hypotheses, references = generate_split_captions(
+        trained.model,
+        trained.config,
+        args.data,
+        batch_size=args.batch_size,
+        max_images=args.max_images,
+        progress=progress_enabled(args),
+    )
+    metrics = captioning_metrics.score(references, hypotheses)
+    args.out.mkdir(parents=True, exist_ok=True)
+    captions = args.out / "captions.jsonl"
+    atomic_write_text(
+        captions,
+        "".join(
+            json.dumps({"image_id": k, "caption": v, "reference": references[k][0]})
+            + "\n"
+            for k, v in hypotheses.items()
+        ),
+    )
+    examples = list(hypotheses.items())[:3]
+    notes = [f'{k}: "{v}" (reference: "{references[k][0]}")' for k, v in examples]
+    _report(
+        args,
+        trained,
+        {"captioning": metrics},
+        {"images": len(hypotheses), "captions_file": str(captions)},
+        notes,
+    )
+    return 0
