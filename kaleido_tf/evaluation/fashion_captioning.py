@@ -51,9 +51,9 @@ def generate_split_captions(
     manifest = read_manifest(data_dir)
     table = ProductTable.load(data_dir, manifest)
     texts = _product_texts(Path(data_dir))
-    special = SpecialIds.from_table(table)
     cap = config.finetune.captioning
     vocab_size = config.model.encoder.vocab_size
+    special = SpecialIds.from_table(table, vocab_size)
 
     @tf.function(reduce_retracing=True)
     def decode(features, boxes):

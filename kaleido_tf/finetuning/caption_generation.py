@@ -37,10 +37,11 @@ class SpecialIds:
     banned_ids: tuple[int, ...]
 
     @classmethod
-    def from_table(cls, table) -> SpecialIds:
-        """From a ProductTable: bans every special token except [SEP]."""
+    def from_table(cls, table, model_vocab_size: int) -> SpecialIds:
+        """From a ProductTable: bans every special token except [SEP], and the
+        ids past the data's vocabulary (a model table may have spare rows)."""
         allowed = set(np.asarray(table.random_token_ids).tolist()) | {table.sep_id}
-        banned = tuple(i for i in range(table.vocab_size) if i not in allowed)
+        banned = tuple(i for i in range(model_vocab_size) if i not in allowed)
         return cls(table.cls_id, table.sep_id, table.mask_id, banned)
 
 
