@@ -1,0 +1,133 @@
+"""``kaleido-tf finetune``: a downstream task from a pretraining run (§4.2).
+
+Uses the pretraining command's trainer (MirroredStrategy, resume, TensorBoard,
+progress bar); the task decides the heads, losses and batches
+(``kaleido_tf/finetuning/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from kaleido_tf.cli.progress import log
+from kaleido_tf.errors import ConfigError, DataError
+
+TASKS = ("retrieval", "category", "subcategory", "captioning")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a pretrained model (retrieval, category, captioning...)",
+        description=(
+            "Trains a downstream task from a `kaleido-tf pretrain` run (--init-from), "
+            "whose model section it takes. Rerunning the same command resumes."
+        ),
+    )
+    p.add_argument("--task", required=True, choices=TASKS)
+    p.add_argument(
+        "--config",
+        help="name under configs/ or a YAML path (default: "
+        "kaleido_bert/finetune_<task>)",
+    )
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--data",
+        "--data-dir",
+        dest="data",
+        required=True,
+        type=Path,
+        help="a `kaleido-tf prepare` output folder (training split)",
+    )
+    p.add_argument("--model-dir", required=True, type=Path)
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        help="a pretraining run folder (its latest checkpoint) or a checkpoint "
+        "prefix; omit only to train from scratch",
+    )
+    p.add_argument("--seed", type=int, help="overrides train.seed")
+    return p
+
+
+def resolve_config(args: argparse.Namespace):
+    """The fine-tuning config: file, the init run's model section, --set, classes."""
+    import kaleido_tf
+    from kaleido_tf.checkpoints.trained_model import CONFIG_FILE, run_config
+
+    name = args.config or f"kaleido_bert/finetune_{args.task}"
+    overrides = list(args.set)
+    if args.seed is not None:
+        overrides.append(f"train.seed={args.seed}")
+    config = kaleido_tf.load_config(name, overrides)
+    if config.finetune is None or config.finetune.task != args.task:
+        found = None if config.finetune is None else config.finetune.task
+        raise ConfigError(
+            f"{name}: finetune.task is {found!r} but --task is {args.task!r}"
+        )
+    init = args.init_from
+    run_dir = init if init is not None and init.is_dir() else None
+    if init is not None and run_dir is None:
+        run_dir = init.parent.parent  # RUN/checkpoints/ckpt-N
+    if run_dir is not None and (run_dir / CONFIG_FILE).is_file():
+        pretrained = run_config(run_dir)
+        if pretrained.model != config.model:
+            log(f"model section taken from {run_dir / CONFIG_FILE}")
+        config = dataclasses.replace(
+            config, system=pretrained.system, model=pretrained.model
+        )
+    if args.task in ("category", "subcategory") and config.finetune.num_classes == 0:
+        config = dataclasses.replace(
+            config,
+            finetune=dataclasses.replace(
+                config.finetune, num_classes=count_classes(args.data, args.task)
+            ),
+        )
+    return config, name
+
+
+def count_classes(data_dir: Path, task: str) -> int:
+    """Classes of ``task`` in the data's ``categories.json``."""
+    import json
+
+    path = Path(data_dir) / "categories.json"
+    try:
+        names = json.loads(path.read_text(encoding="utf-8"))[task]
+    except (OSError, ValueError, KeyError) as err:
+        raise DataError(f"{path}: cannot read the {task} list ({err})") from None
+    return len(names)
+
+
+def run(args: argparse.Namespace) -> int:
+    from kaleido_tf.training.loss_curves import plot_loss_curves
+    from kaleido_tf.training.trainer import Trainer, read_history
+
+    config, name = resolve_config(args)
+    trainer = Trainer(
+        config,
+        args.data,
+        args.model_dir,
+        init_checkpoint=args.init_from,
+        argv=["kaleido-tf", *args.argv],
+    )
+    if trainer.init_report is not None:
+        log(trainer.init_report.summary())
+    elif trainer.resumed_from is None:
+        log("no --init-from: every weight starts from its initialiser")
+    log(
+        f"{config.system} {args.task}: {trainer.plan.total_steps} steps "
+        f"({trainer.plan.steps_per_epoch} per epoch), global batch "
+        f"{config.train.global_batch_size} on {trainer.strategy.num_replicas_in_sync} "
+        "replica(s)"
+    )
+    trainer.fit(progress=not args.quiet, log=log)
+    picture = plot_loss_curves(
+        read_history(args.model_dir),
+        args.model_dir / "loss_curves.png",
+        f"{config.system} fine-tuning: {args.task} ({name})",
+    )
+    print(f"checkpoints: {trainer.manager.latest_checkpoint}")
+    print(f"loss curves: {picture}")
+    return 0
