@@ -17,6 +17,7 @@ from kaleido_tf.cli import (
     align,
     demo,
     evaluate,
+    export,
     finetune,
     inspect,
     prepare,
@@ -32,6 +33,7 @@ SUBCOMMANDS = {
     "pretrain": pretrain,
     "finetune": finetune,
     "evaluate": evaluate,
+    "export": export,
     "demo": demo,
     "inspect": inspect,
 }
