@@ -1,9 +1,12 @@
 """``kaleido-tf demo``: the pipeline end to end on the synthetic fashion set.
 
-Writes a synthetic Fashion-Gen-format dataset, converts both splits with the small
-demo backbone, prints what was built (with a picture of the kaleido patches), then
-pretrains a tiny Kaleido-BERT for a few minutes on CPU and prints the per-task losses
-and ITM accuracy before and after, with a loss-curve picture.
+Writes a synthetic Fashion-Gen-format dataset whose descriptions truly describe its
+images, converts both splits with the small demo backbone (with a picture of the
+kaleido patches), trains the AAG captioner and stores token-patch pairs (with a
+picture of one image's alignment), pretrains a tiny Kaleido-BERT on CPU (losses and
+ITM accuracy before and after, loss curves), scores it zero-shot on retrieval lists
+drawn from the validation products (Kaleido-BERT Table 2 layout), and exports a
+SavedModel for TF Serving.
 """
 
 from __future__ import annotations
@@ -14,27 +17,57 @@ import time
 from pathlib import Path
 
 from kaleido_tf.cli.progress import log, progress_enabled
-from kaleido_tf.errors import ConfigError
+from kaleido_tf.errors import ConfigError, KaleidoError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo",
-        help="synthetic Fashion-Gen set -> prepared TFRecords, in a few minutes",
+        help="the whole pipeline on a synthetic fashion set, on CPU, in minutes",
     )
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder")
     p.add_argument("--products", type=int, default=120, help="training products")
+    p.add_argument(
+        "--validation-products",
+        type=int,
+        default=101,
+        help="validation products (101: 1 positive + 100 negatives per query)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--config", default="demo_kaleido", help="data config (default demo_kaleido)"
     )
     p.add_argument(
+        "--align-steps",
+        type=int,
+        default=750,
+        help="AAG captioner training steps (0 skips alignment: AGM masks randomly)",
+    )
+    p.add_argument(
         "--pretrain-steps",
         type=int,
         default=600,
-        help="pretraining steps of the tiny model (0 skips pretraining)",
+        help="pretraining steps of the tiny model (0 skips pretraining and after)",
+    )
+    p.add_argument(
+        "--queries",
+        type=int,
+        default=100,
+        help="retrieval queries per direction (0 skips retrieval)",
+    )
+    p.add_argument(
+        "--no-export", action="store_true", help="skip the SavedModel export"
     )
     return p
+
+
+def _cli(argv: list[str]) -> None:
+    """Runs another ``kaleido-tf`` command in-process; its errors stop the demo."""
+    from kaleido_tf.cli.main import main
+
+    status = main(argv)
+    if status != 0:
+        raise KaleidoError(f"`kaleido-tf {shlex.join(argv)}` failed (status {status})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,28 +82,35 @@ def run(args: argparse.Namespace) -> int:
             "several products per split): use --products 16 or more, or "
             "--pretrain-steps 0"
         )
+    if args.validation_products < 2:
+        raise ConfigError("--validation-products must be >= 2")
+    quiet = [] if progress_enabled(args) else ["--quiet"]
     started = time.time()
     raw = args.out / "fashiongen"
     raw.mkdir(parents=True, exist_ok=True)
-    log(f"[1/3] synthetic Fashion-Gen set -> {raw}")
+    log(f"[1/7] synthetic Fashion-Gen set -> {raw}")
     synth = write_synthetic_fashiongen(
-        raw, num_products=args.products, seed=args.seed, progress=progress_enabled(args)
+        raw,
+        num_products=args.products + args.validation_products,
+        seed=args.seed,
+        num_validation_products=args.validation_products,
+        progress=progress_enabled(args),
     )
     config, source = load_prepare_config(args.config, [])
-    summaries = {}
-    train_out = args.out / "prepared" / "train"
+    prepared = {s: args.out / "prepared" / s for s in ("train", "validation")}
     for step, split in ((2, "train"), (3, "validation")):
-        out = args.out / "prepared" / split
-        log(f"[{step}/3] prepare {split} -> {out}")
-        summaries[split] = prepare(
+        log(f"[{step}/7] prepare {split} -> {prepared[split]}")
+        prepare(
             PrepareRequest(
                 h5_path=raw / f"fashiongen_256_256_{split}.h5",
-                out_dir=out,
+                out_dir=prepared[split],
                 config=config,
                 backbone_weights=None,
-                vocab_path=None if split == "train" else train_out / "vocab.txt",
+                vocab_path=None
+                if split == "train"
+                else prepared["train"] / "vocab.txt",
                 categories_path=(
-                    None if split == "train" else train_out / "categories.json"
+                    None if split == "train" else prepared["train"] / "categories.json"
                 ),
                 seed=args.seed,
                 progress=progress_enabled(args),
@@ -87,19 +127,88 @@ def run(args: argparse.Namespace) -> int:
     for split in ("train", "validation"):
         print()
         describe_data(
-            args.out / "prepared" / split,
+            prepared[split],
             picture=picture if split == "train" else None,
             count=5,
         )
     pictures = [picture]
+    if args.align_steps > 0:
+        pictures.append(_align(args, prepared, quiet))
     if args.pretrain_steps > 0:
         pictures.append(_pretrain(args, log))
+        if args.queries > 0:
+            _retrieval(args, prepared["validation"], quiet)
+        if not args.no_export:
+            _export(args, prepared["train"], quiet)
     print()
     print(
         f"demo finished in {time.time() - started:.0f} s; look at "
-        + " and ".join(str(p) for p in pictures)
+        + ", ".join(str(p) for p in pictures)
     )
     return 0
+
+
+def _align(args: argparse.Namespace, prepared: dict[str, Path], quiet) -> Path:
+    """AAG: train the SAT captioner, store pairs in both splits, draw one image."""
+    import json
+
+    model_dir = args.out / "aag"
+    print()
+    log(f"[4/7] AAG captioner ({args.align_steps} steps) -> {model_dir}")
+    _cli(
+        ["align", "train", "--data", str(prepared["train"])]
+        + ["--model-dir", str(model_dir), "--config", "sat_demo"]
+        + ["--set", f"train.train_steps={args.align_steps}"]
+        + ["--backbone-weights", "none", "--seed", str(args.seed), *quiet]
+    )
+    for split in ("train", "validation"):
+        _cli(
+            ["align", "extract", "--data", str(prepared[split])]
+            + ["--model-dir", str(model_dir), *quiet]
+        )
+    first = prepared["validation"] / "products.jsonl"
+    product = json.loads(first.read_text(encoding="utf-8").splitlines()[0])
+    picture = args.out / "alignment_example.png"
+    image = f"{product['product_id']}_1"
+    _cli(
+        ["align", "show", "--data", str(prepared["validation"]), "--image", image]
+        + ["--out", str(picture)]
+    )
+    return picture
+
+
+def _retrieval(args: argparse.Namespace, validation: Path, quiet) -> None:
+    """Zero-shot ITR/TIR of the pretrained model on lists of validation products."""
+    lists = args.out / "retrieval_lists.json"
+    negatives = min(100, args.validation_products - 1)
+    queries = min(args.queries, args.validation_products)
+    print()
+    log(
+        f"[6/7] zero-shot retrieval: {queries} queries x (1 + {negatives}) candidates "
+        f"per direction (chance Rank@1 = {100 / (negatives + 1):.1f}%)"
+    )
+    if not lists.is_file():
+        _cli(
+            ["evaluate", "build-lists", "--data", str(validation)]
+            + ["--out", str(lists), "--queries", str(queries)]
+            + ["--negatives", str(negatives), "--seed", str(args.seed), *quiet]
+        )
+    _cli(
+        ["evaluate", "retrieval", "--model-dir", str(args.out / "pretrain")]
+        + ["--data", str(validation), "--lists", str(lists)]
+        + ["--out", str(args.out / "retrieval"), "--label", "demo", *quiet]
+    )
+
+
+def _export(args: argparse.Namespace, train: Path, quiet) -> None:
+    """The pretrained model's ITM head as a TF Serving SavedModel."""
+    out = args.out / "saved_model" / "retrieval"
+    print()
+    log(f"[7/7] export the retrieval SavedModel -> {out}")
+    _cli(
+        ["export", "--model-dir", str(args.out / "pretrain"), "--task", "retrieval"]
+        + ["--data", str(train), "--out", str(out), "--overwrite", *quiet]
+    )
 
 
 def _pretrain(args: argparse.Namespace, log) -> Path:
@@ -122,7 +231,7 @@ def _pretrain(args: argparse.Namespace, log) -> Path:
     )
     print()
     log(
-        f"[4/4] pretrain a tiny Kaleido-BERT for {args.pretrain_steps} steps -> "
+        f"[5/7] pretrain a tiny Kaleido-BERT for {args.pretrain_steps} steps -> "
         f"{model_dir}"
     )
     trainer = Trainer(config, train, model_dir, argv=["kaleido-tf", *args.argv])

@@ -55,7 +55,8 @@ def test_config_errors_exit_2_with_one_line(capsys):
 def test_demo_builds_and_describes_both_splits(tmp_path, capsys):
     out = tmp_path / "demo"
     argv = ["demo", "--out", str(out), "--products", "16", "--quiet"]
-    assert main([*argv, "--pretrain-steps", "4"]) == 0
+    argv += ["--validation-products", "6", "--align-steps", "10", "--queries", "4"]
+    assert main([*argv, "--pretrain-steps", "4", "--no-export"]) == 0
     printed = capsys.readouterr().out
     for split in ("train", "validation"):
         manifest = json.loads((out / "prepared" / split / "manifest.json").read_text())
@@ -66,8 +67,19 @@ def test_demo_builds_and_describes_both_splits(tmp_path, capsys):
     val = json.loads((out / "prepared" / "validation" / "manifest.json").read_text())
     assert val["backbone"]["fingerprint"] == train["backbone"]["fingerprint"]
     assert "given:" in val["vocab_source"]
-    for picture in (out / "prepared_samples.png", out / "pretrain" / "loss_curves.png"):
-        assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pictures = (
+        "prepared_samples.png",
+        "pretrain/loss_curves.png",
+        "alignment_example.png",
+    )
+    for picture in pictures:
+        assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # AAG ran: both splits record the captioner; zero-shot retrieval was scored.
+    assert "alignment" in val and "alignment" in train
+    results = json.loads((out / "retrieval" / "results.json").read_text())
+    assert results["lists"].endswith("retrieval_lists.json")
+    assert 0.0 <= results["itr"]["rank@1"] <= 1.0
+    assert "Table 2" in printed
     assert "validation itm_loss" in printed and "before" in printed
     assert (out / "pretrain" / "checkpoints" / "checkpoint").is_file()
     # Too few products to pretrain: a one-line usage error.
