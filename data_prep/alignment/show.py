@@ -344,9 +344,9 @@ def render_alignment(
                 f"L{n}: {levels_seen[n]}" for n in sorted(levels_seen)
             )
             best = max(a.score for a in word_pairs)
-            footer = f"{per_level} patches   best score {best:.3g}"
+            footer = f"{per_level}; score {best:.2f}"  # fits under one tile
         else:
-            footer = f"no patch has >= {generator.overlap_threshold:.0%} in the region"
+            footer = f"no patch >= {generator.overlap_threshold:.0%} in region"
         draw.text((tx, ty + 30 + tile), footer, fill=INK, font=small_f)
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")

@@ -97,8 +97,8 @@ def export_saved_model(
 
     out_dir = Path(out_dir)
     check_output_folder(out_dir, overwrite)
-    task_signature = get_task_signature(task)
     model, config = trained.model, trained.config
+    task_signature = get_task_signature(task, config)
     encoder_max = int(model.encoder.max_sequence_length)
     if max_seq_length is None:
         max_seq_length = encoder_max

@@ -23,6 +23,7 @@ from typing import Any
 import tensorflow as tf
 
 from kaleido_tf import schema
+from kaleido_tf.errors import ConfigError
 from kaleido_tf.export.task_signatures import TaskSignature
 from kaleido_tf.export.text_signature import ServingVocabulary
 
@@ -104,7 +105,17 @@ class ServingModule(tf.Module):
             tf.TensorSpec([None, None], tf.int32, name="input_mask"),
         ]
         description = [tf.TensorSpec([None], tf.string, name="description")]
-        self.serve_ids = tf.function(self._serve_ids, input_signature=text + patches)
+        if task_signature.image_only:
+            if self.with_text_signature:
+                raise ConfigError(
+                    f"export --task {self.task} takes images only: drop "
+                    "--with-text-signature"
+                )
+            self.serve_ids = tf.function(self._serve_image, input_signature=patches)
+        else:
+            self.serve_ids = tf.function(
+                self._serve_ids, input_signature=text + patches
+            )
         if self.with_text_signature:
             self.serve_text = tf.function(
                 self._serve_text, input_signature=description + patches
@@ -199,6 +210,14 @@ class ServingModule(tf.Module):
 
     def _serve_ids(self, input_ids, input_mask, patch_features, patch_boxes):
         features = self._features(input_ids, input_mask, patch_features, patch_boxes)
+        return self._task_signature.compute(self.model, features, self.resources)
+
+    def _serve_image(self, patch_features, patch_boxes):
+        features = {
+            "patch_features": patch_features,
+            "patch_boxes": patch_boxes,
+            "patch_mask": tf.ones(tf.shape(patch_features)[:2], tf.int32),
+        }
         return self._task_signature.compute(self.model, features, self.resources)
 
     def _serve_text(self, description, patch_features, patch_boxes):

@@ -6,12 +6,9 @@ they mean. The export builds every signature of a task from this entry alone, so
 new task is one more entry and no other change. TensorFlow is imported only when a
 signature is traced, so the CLI can list the tasks at once.
 
-Adding captioning (issue #6; not implemented here): write a ``TaskSignature`` whose
-``check_model`` accepts the captioner, whose ``make_resources`` builds an id -> token
-table from the export's ``ServingVocabulary.vocab_file`` asset (lookup tables must be
-created before tracing, so they cannot be made inside ``compute``), and whose
-``compute`` decodes (beam search) and returns ``caption_ids`` int32 [B, S] and the
-text ``caption`` string [B]. Then add it to ``TASK_SIGNATURES`` as ``"captioning"``.
+``captioning`` is image-only (its signature takes the patches alone) and is bound to
+the run's config at export time (``configure``): beam size, caption length and the
+vocabulary's special ids are baked into the graph.
 """
 
 from __future__ import annotations
@@ -42,6 +39,10 @@ class TaskSignature:
         make_resources: Optional; called once, before tracing, with the export's
             ``ServingVocabulary``. What it returns (tables, constants) is tracked by
             the SavedModel and given to ``compute``.
+        image_only: The signature takes ``patch_features`` and ``patch_boxes``
+            only (``features`` has no text keys); no text-in signature.
+        configure: Optional; ``configure(config)`` returns the entry bound to a
+            run's ExperimentConfig (``get_task_signature(task, config)``).
     """
 
     task: str
@@ -50,6 +51,8 @@ class TaskSignature:
     check_model: Callable[[Any], None]
     compute: Callable[[Any, dict[str, Any], Any], dict[str, Any]]
     make_resources: Callable[[Any], Any] | None = None
+    image_only: bool = False
+    configure: Callable[[Any], TaskSignature] | None = None
 
 
 def classification_logits(model, head_id: str, features: dict[str, Any]) -> Any:
@@ -155,19 +158,124 @@ def _category(task: str) -> TaskSignature:
     )
 
 
+def caption_resources(vocabulary, model_vocab_size: int):
+    """Built before tracing: a tracked ``tf.Module`` with ``table`` (id -> token,
+    over the vocabulary asset) and ``special`` (``caption_generation.SpecialIds``:
+    every bracketed token but [SEP] and the ids past the vocabulary are banned)."""
+    import tensorflow as tf
+
+    from kaleido_tf.export.text_signature import read_vocab_tokens
+    from kaleido_tf.finetuning.caption_generation import SpecialIds
+
+    tokens = read_vocab_tokens(vocabulary.vocab_file.asset_path.numpy().decode())
+    sep = tokens.index(constants.SEP_TOKEN)
+    banned = [i for i, t in enumerate(tokens) if _is_special(t) and i != sep]
+    banned += list(range(len(tokens), model_vocab_size))
+    resources = tf.Module(name="caption_vocabulary")
+    resources.special = SpecialIds(
+        tokens.index(constants.CLS_TOKEN),
+        sep,
+        tokens.index(constants.MASK_TOKEN),
+        tuple(banned),
+    )
+    resources.table = tf.lookup.StaticHashTable(
+        tf.lookup.TextFileInitializer(
+            vocabulary.vocab_file,
+            key_dtype=tf.int64,
+            key_index=tf.lookup.TextFileIndex.LINE_NUMBER,
+            value_dtype=tf.string,
+            value_index=tf.lookup.TextFileIndex.WHOLE_LINE,
+        ),
+        default_value="",
+    )
+    return resources
+
+
+def _is_special(token: str) -> bool:
+    return len(token) > 2 and token.startswith("[") and token.endswith("]")
+
+
+def _captioning(config=None) -> TaskSignature:
+    head_id = "mlm"
+
+    def check_model(model):
+        encoder = getattr(model, "encoder", None)
+        heads = getattr(model, "head_types", {}) or {}
+        if (
+            heads.get(head_id) != "masked_lm"
+            or encoder is None
+            or (getattr(encoder, "attention", None) != "seq2seq")
+        ):
+            raise ConfigError(
+                "export --task captioning: the model is not a captioner (seq2seq "
+                "encoder with a masked-LM head); export a run of `kaleido-tf "
+                "finetune --task captioning`"
+            )
+        if config is None or config.finetune is None:
+            raise ConfigError("export --task captioning needs the run's config")
+
+    def make_resources(vocabulary):
+        return caption_resources(vocabulary, config.model.encoder.vocab_size)
+
+    def compute(model, features, resources):
+        import tensorflow as tf
+
+        from kaleido_tf.finetuning.caption_generation import generate_captions
+
+        cap = config.finetune.captioning
+        ids, scores = generate_captions(
+            model,
+            features["patch_features"],
+            features["patch_boxes"],
+            resources.special,
+            config.model.encoder.vocab_size,
+            beam_size=cap.beam_size,
+            max_tokens=cap.max_caption_tokens,
+            alpha=cap.length_penalty,
+        )
+        keep = tf.logical_and(ids != 0, ids != resources.special.sep_id)
+        pieces = tf.ragged.boolean_mask(
+            resources.table.lookup(tf.cast(ids, tf.int64)), keep
+        )
+        text = tf.strings.reduce_join(pieces, axis=1, separator=" ")
+        text = tf.strings.regex_replace(text, " ##", "")
+        return {"caption_ids": ids, "caption": text, "caption_score": scores}
+
+    return TaskSignature(
+        task="captioning",
+        summary="A description generated for the product image (Kaleido-BERT §4.2 "
+        "FC; seq2seq decoding with beam search, K-Q19).",
+        outputs={
+            "caption_ids": "WordPiece ids of the caption, then [SEP], then 0",
+            "caption": "the caption as text (WordPieces joined, ## glued)",
+            "caption_score": "log-probability of the caption (beam score)",
+        },
+        check_model=check_model,
+        compute=compute,
+        make_resources=make_resources,
+        image_only=True,
+        configure=_captioning,
+    )
+
+
 TASK_SIGNATURES: dict[str, TaskSignature] = {
     "retrieval": _retrieval(),
     "category": _category("category"),
     "subcategory": _category("subcategory"),
+    "captioning": _captioning(),
 }
 
 
-def get_task_signature(task: str) -> TaskSignature:
-    """The entry of ``task``; raises ConfigError listing the tasks that export."""
+def get_task_signature(task: str, config=None) -> TaskSignature:
+    """The entry of ``task`` (bound to ``config`` when it needs one); raises
+    ConfigError listing the tasks that export."""
     try:
-        return TASK_SIGNATURES[task]
+        entry = TASK_SIGNATURES[task]
     except KeyError:
         raise ConfigError(
             f"export has no signature for task {task!r}: exportable tasks are "
             f"{sorted(TASK_SIGNATURES)}"
         ) from None
+    if entry.configure is not None and config is not None:
+        return entry.configure(config)
+    return entry

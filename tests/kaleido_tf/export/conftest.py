@@ -90,7 +90,7 @@ def run_in_fresh_process(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     out: dict[str, dict[str, np.ndarray]] = {}
-    with np.load(reply) as data:
+    with np.load(reply, allow_pickle=True) as data:  # string outputs: objects
         for key in data.files:
             call, name = key.split("|")
             out.setdefault(call, {})[name] = data[key]
