@@ -35,7 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         required=True,
         choices=sorted(TASK_SIGNATURES),
         help="retrieval: match_probability (ITM head); category / subcategory: "
-        "category_probabilities (the fine-tuned head of that id)",
+        "category_probabilities (the fine-tuned head of that id); captioning: "
+        "caption_ids and caption from the image alone",
     )
     p.add_argument(
         "--data",
