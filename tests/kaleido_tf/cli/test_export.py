@@ -51,8 +51,8 @@ def test_export_command(tiny_pretrain_run, synthetic_prepared, tmp_path, capsys)
 
 
 def test_unknown_task_is_a_usage_error(tmp_path, capsys):
-    argv = ["export", "--model-dir", str(tmp_path), "--task", "captioning"]
+    argv = ["export", "--model-dir", str(tmp_path), "--task", "translation"]
     argv += ["--data", str(tmp_path), "--out", str(tmp_path / "out")]
     with pytest.raises(SystemExit):
         parser().parse_args(argv)
-    assert "invalid choice: 'captioning'" in capsys.readouterr().err
+    assert "invalid choice: 'translation'" in capsys.readouterr().err

@@ -113,9 +113,14 @@ def test_category_export_matches_keras_in_a_fresh_process(tmp_path):
 
 
 def test_unknown_tasks_and_missing_heads(tmp_path):
-    assert sorted(TASK_SIGNATURES) == ["category", "retrieval", "subcategory"]
-    with pytest.raises(ConfigError, match="captioning.*exportable tasks"):
-        get_task_signature("captioning")
+    assert sorted(TASK_SIGNATURES) == [
+        "captioning",
+        "category",
+        "retrieval",
+        "subcategory",
+    ]
+    with pytest.raises(ConfigError, match="translation.*exportable tasks"):
+        get_task_signature("translation")
     trained = subcategory_model()
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("\n".join(SPECIALS) + "\n")
