@@ -6,7 +6,9 @@ shard: crop (KPG), cut patches, make the pixel variants, embed everything with t
 frozen backbone in batches across images, and write the shard under a temporary name.
 Shard i always holds source rows [i*S, (i+1)*S), so a rerun skips finished shards and
 ``--num-workers K --worker-index i`` splits the shards between processes or machines.
-``manifest.json`` is written when every shard is present.
+``manifest.json`` is written when every shard is present; on several machines,
+``--merge`` (after every worker has finished) checks each shard against the size and
+SHA-256 its worker recorded in the ``.done.json`` marker and writes the manifest.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ class PrepareRequest:
         progress: Show a tqdm progress bar.
         command: The command line, recorded in the manifest.
         config_source: Where the config came from, recorded in the manifest.
+        merge: Build no shard; check that every shard is present and intact
+            (done marker, size, SHA-256) and write ``manifest.json``.
     """
 
     h5_path: Path
@@ -79,6 +83,7 @@ class PrepareRequest:
     progress: bool = True
     command: str = ""
     config_source: str = ""
+    merge: bool = False
 
 
 def split_name(h5_path: Path) -> str:
@@ -122,6 +127,29 @@ def _shard_name(split: str, index: int, count: int) -> str:
 
 def _done_marker(out_dir: Path, shard: str) -> Path:
     return out_dir / f"{shard}.done.json"
+
+
+def _verify_shards(out_dir: Path, names: list[str], log) -> None:
+    """Checks each finished shard against its marker's size and SHA-256."""
+    for name in names:
+        marker = json.loads(_done_marker(out_dir, name).read_text(encoding="utf-8"))
+        path = out_dir / name
+        if not path.is_file():
+            raise DataError(
+                f"{path}: missing although {name}.done.json says it is finished: "
+                "copy it from its worker, or delete the marker and rerun that worker"
+            )
+        if "sha256" not in marker:
+            log(f"{name}: marker has no checksum (older build), not verified")
+            continue
+        size = path.stat().st_size
+        if size != marker["bytes"] or _sha256_file(path) != marker["sha256"]:
+            raise DataError(
+                f"{path}: {size} bytes whose SHA-256 differs from what its worker "
+                f"recorded ({marker['bytes']} bytes): the copy is damaged; copy it "
+                "again, or delete it and its .done.json and rerun its worker"
+            )
+    log(f"{out_dir}: all {len(names)} shards present, sizes and SHA-256 match")
 
 
 def _clear_build(out_dir: Path) -> None:
@@ -335,6 +363,8 @@ def prepare(req: PrepareRequest, log: Callable[[str], None] | None = None) -> di
         num_shards = max(1, math.ceil(reader.num_rows / per_shard))
         names = [_shard_name(split, i, num_shards) for i in range(num_shards)]
         mine = [i for i in range(num_shards) if i % req.num_workers == req.worker_index]
+        if req.merge:
+            mine = []
         pending = [i for i in mine if not _done_marker(req.out_dir, names[i]).is_file()]
         skipped_shards = len(mine) - len(pending)
         if pending:
@@ -419,9 +449,16 @@ def prepare(req: PrepareRequest, log: Callable[[str], None] | None = None) -> di
                             flush()
                         shard_counts["records"] = writer.count
                         writer.commit()
+                    shard_path = req.out_dir / names[i]
                     atomic_write_json(
                         _done_marker(req.out_dir, names[i]),
-                        {"file": names[i], "rows": [start, stop], **shard_counts},
+                        {
+                            "file": names[i],
+                            "rows": [start, stop],
+                            **shard_counts,
+                            "bytes": shard_path.stat().st_size,
+                            "sha256": _sha256_file(shard_path),
+                        },
                     )
                     log(
                         f"shard {names[i]}: {shard_counts['records']} records "
@@ -441,13 +478,22 @@ def prepare(req: PrepareRequest, log: Callable[[str], None] | None = None) -> di
             "shards_missing": len(missing),
             "manifest": None,
         }
+        if missing and req.merge:
+            raise DataError(
+                f"{req.out_dir}: {len(missing)} of {num_shards} shards are missing "
+                f"or unfinished (first: {missing[0]}): run the worker that owns "
+                "each (shard i belongs to --worker-index i % --num-workers), then "
+                "merge again"
+            )
+        if req.merge:
+            _verify_shards(req.out_dir, names, log)
         if missing:
             log(
                 f"{len(missing)} of {num_shards} shards are still missing (other "
                 "workers): the manifest is written by the run that finishes last"
             )
             return summary
-        if not pending and manifest_path.is_file():
+        if not pending and manifest_path.is_file() and not req.merge:
             log(f"{req.out_dir}: already complete, nothing to do")
             summary["manifest"] = str(manifest_path)
             summary["counts"] = json.loads(manifest_path.read_text("utf-8"))["counts"]

@@ -64,11 +64,22 @@ def dummy_batch(config, batch_size: int = 2, text_length: int = 8):
         "masked_lm_positions": tf.zeros([b, m], tf.int32),
         "g2cm_positions": tf.zeros([b, 2], tf.int32),
         "b2cm_positions": tf.zeros([b, 3], tf.int32),
+        "mpm_positions": tf.zeros([b, 6], tf.int32),  # FashionBERT (F-Q5)
     }
 
 
 def load_bert_checkpoint(model, bert_dir):
-    """Loads a Google BERT checkpoint directory into ``model``; returns the report."""
+    """Loads a Google BERT checkpoint directory into ``model``; returns the report.
+
+    A checkpoint prefix of the EasyTransfer releases (``.../model.ckpt-54198``,
+    ``.../kaleidobert.ckpt-50683``) is loaded by ``checkpoints/easytransfer.py``.
+    """
+    from pathlib import Path
+
+    if not Path(bert_dir).is_dir() and Path(f"{bert_dir}.index").is_file():
+        from kaleido_tf.checkpoints.easytransfer import load_easytransfer_checkpoint
+
+        return load_easytransfer_checkpoint(model, bert_dir)
     from kaleido_tf.checkpoints.google_bert import load_google_bert
 
     return load_google_bert(model, bert_dir)

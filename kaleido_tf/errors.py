@@ -22,3 +22,7 @@ class DataError(KaleidoError):
 
 class CheckpointError(KaleidoError):
     """A checkpoint or weights file cannot be used."""
+
+
+class OutputError(KaleidoError):
+    """An output folder cannot be written (permissions, a full disk)."""

@@ -123,3 +123,31 @@ def tiny_pretrain_run(tmp_path_factory, synthetic_prepared):
     argv += ["--data", str(synthetic_prepared["train"]), "--model-dir", str(model_dir)]
     assert main(argv + ["--quiet"]) == 0
     return model_dir
+
+
+@pytest.fixture(scope="session")
+def grid8_prepared(tmp_path_factory):
+    """The synthetic fashion set (64 products) prepared on FashionBERT's 8x8 grid.
+
+    Tiny settings: 64 px images without crop, 8x8 patches of 8 px embedded at
+    32 px by a random MobileNetV3-Small (576-d), texts of 24 tokens. Returns the
+    ``train`` prepared folder.
+    """
+    from data_prep.synthetic.fashiongen_writer import write_synthetic_fashiongen
+    from kaleido_tf.cli.main import main
+
+    root = tmp_path_factory.mktemp("grid8")
+    write_synthetic_fashiongen(root / "raw", num_products=64, seed=0, progress=False)
+    config = root / "tiny_grid8.yaml"
+    config.write_text(
+        "layout: grid8\n"
+        "crop: {method: none, output_size: 64}\n"
+        "backbone: {name: mobilenet_v3_small, patch_size: 32, batch_size: 64}\n"
+        "text: {max_seq_length: 24, demo_vocab_size: 300}\n"
+        "output: {records_per_shard: 16, images_per_batch: 4}\n"
+    )
+    out = root / "train"
+    argv = ["prepare", "--h5", str(root / "raw" / "fashiongen_256_256_train.h5")]
+    argv += ["--out", str(out), "--config", str(config)]
+    assert main([*argv, "--backbone-weights", "none", "--quiet"]) == 0
+    return out

@@ -9,6 +9,9 @@ complete. A marker ``<shard>.align.json`` records the checkpoint fingerprint, th
 settings, the counts and the SHA-256 of the written shard, so a rerun skips shards
 that are done and redoes any other. ``manifest.json`` gets an ``alignment`` entry
 when every shard is done (and loses a stale one when a run starts).
+``--num-workers K --worker-index w`` extracts only the shards i with i % K == w (in
+the manifest's order), so several machines share a folder; the worker that finds
+every shard done writes the entry (rerunning any worker afterwards does too).
 
 Reference: Kaleido-BERT §3.3; kaleido_fashionbert.md §4.2 steps 2-6.
 """
@@ -38,7 +41,7 @@ from kaleido_tf import schema
 from kaleido_tf.atomic_files import atomic_write_json
 from kaleido_tf.config.alignment import AlignmentConfig
 from kaleido_tf.config.loader import config_to_dict
-from kaleido_tf.errors import ConfigError
+from kaleido_tf.errors import ConfigError, DataError
 from kaleido_tf.manifest import MANIFEST_NAME, write_manifest
 
 MARKER_SUFFIX = ".align.json"
@@ -58,6 +61,8 @@ class ExtractRequest:
         progress: Show a tqdm progress bar.
         command: The command line, recorded in the manifest.
         config_source: Where the config came from.
+        num_workers: Processes sharing the shards.
+        worker_index: This process's index in [0, num_workers).
     """
 
     data_dir: Path
@@ -68,6 +73,8 @@ class ExtractRequest:
     progress: bool = True
     command: str = ""
     config_source: str = ""
+    num_workers: int = 1
+    worker_index: int = 0
 
 
 @dataclasses.dataclass
@@ -268,13 +275,18 @@ def extract_alignments(
     from data_prep.tfrecord.shard_writer import ShardWriter
 
     log = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
+    if not 0 <= req.worker_index < req.num_workers:
+        raise DataError(
+            f"--worker-index {req.worker_index} must be in [0, {req.num_workers})"
+        )
     images = PreparedImages(req.data_dir, req.source_h5)
     manifest = images.manifest
     generator = make_generator(req.config, manifest)
     captioner = load_captioner(req.model_dir, req.checkpoint)
     settings = _settings(req, captioner)
     shards = images.shard_files
-    pending = [s for s in shards if not _is_done(req.data_dir, s, settings)]
+    mine = [s for i, s in enumerate(shards) if i % req.num_workers == req.worker_index]
+    pending = [s for s in mine if not _is_done(req.data_dir, s, settings)]
     levels = dict(zip(generator.patch_index.tolist(), generator.patch_level.tolist()))
     if pending and "alignment" in manifest:
         # The folder is about to change: drop the entry until every shard agrees.
@@ -332,6 +344,19 @@ def extract_alignments(
             )
     images.close()
 
+    missing = [s for s in shards if not _is_done(req.data_dir, s, settings)]
+    if missing:
+        log(
+            f"{len(missing)} of {len(shards)} shards are not extracted yet (other "
+            "workers): the manifest entry is written by the run that finds all done"
+        )
+        return {
+            "data_dir": str(req.data_dir),
+            "shards_written": len(pending),
+            "shards_skipped_done": len(mine) - len(pending),
+            "shards_missing": len(missing),
+            "manifest": None,
+        }
     per_shard = [
         json.loads(_marker(req.data_dir, s).read_text(encoding="utf-8"))["counts"]
         for s in shards
@@ -352,7 +377,7 @@ def extract_alignments(
     summary = {
         "data_dir": str(req.data_dir),
         "shards_written": len(pending),
-        "shards_skipped_done": len(shards) - len(pending),
+        "shards_skipped_done": len(mine) - len(pending),
         "counts": total,
     }
     manifest_path = req.data_dir / MANIFEST_NAME

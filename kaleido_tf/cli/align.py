@@ -92,6 +92,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     e.add_argument("--checkpoint", type=Path, help="checkpoint prefix (default: last)")
     _config_flags(e, None)
     e.add_argument("--source-h5", type=Path, help="the .h5 the data was prepared from")
+    e.add_argument(
+        "--num-workers",
+        type=int,
+        default=1,
+        help="machines sharing the shards (shard i goes to worker i %% K)",
+    )
+    e.add_argument("--worker-index", type=int, default=0, help="this worker, 0..K-1")
     _common(e)
 
     s = what.add_parser(
@@ -198,6 +205,8 @@ def _extract(args: argparse.Namespace) -> int:
             progress=progress_enabled(args),
             command=_command(args),
             config_source=source,
+            num_workers=args.num_workers,
+            worker_index=args.worker_index,
         ),
         log=log,
     )

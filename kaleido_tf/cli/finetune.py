@@ -23,7 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="fine-tune a pretrained model (retrieval, category, captioning...)",
         description=(
             "Trains a downstream task from a `kaleido-tf pretrain` run (--init-from), "
-            "whose model section it takes. Rerunning the same command resumes."
+            "whose model section it takes. Rerunning the same command resumes; "
+            "SIGTERM saves a checkpoint and exits with status 143; TF_CONFIG with "
+            "several workers runs MultiWorkerMirroredStrategy, as pretrain does."
         ),
     )
     p.add_argument("--task", required=True, choices=TASKS)
@@ -102,7 +104,7 @@ def count_classes(data_dir: Path, task: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from kaleido_tf.training.loss_curves import plot_loss_curves
-    from kaleido_tf.training.trainer import Trainer, read_history
+    from kaleido_tf.training.trainer import PREEMPTED_EXIT, Trainer, read_history
 
     config, name = resolve_config(args)
     trainer = Trainer(
@@ -123,6 +125,10 @@ def run(args: argparse.Namespace) -> int:
         "replica(s)"
     )
     trainer.fit(progress=not args.quiet, log=log)
+    if trainer.preempted:
+        return PREEMPTED_EXIT  # checkpoint saved; the same command resumes
+    if not trainer.is_chief:
+        return 0  # only the chief writes the model directory
     picture = plot_loss_curves(
         read_history(args.model_dir),
         args.model_dir / "loss_curves.png",

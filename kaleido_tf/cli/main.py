@@ -19,6 +19,7 @@ from kaleido_tf.cli import (
     evaluate,
     export,
     finetune,
+    import_easytransfer,
     inspect,
     prepare,
     pretrain,
@@ -34,6 +35,7 @@ SUBCOMMANDS = {
     "finetune": finetune,
     "evaluate": evaluate,
     "export": export,
+    "import-easytransfer": import_easytransfer,
     "demo": demo,
     "inspect": inspect,
 }

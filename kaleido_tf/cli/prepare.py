@@ -47,8 +47,19 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="categories.json of the training split's build, so ids agree",
     )
     p.add_argument("--split", help="split name in shard names (default: from --h5)")
-    p.add_argument("--num-workers", type=int, default=1)
-    p.add_argument("--worker-index", type=int, default=0)
+    p.add_argument(
+        "--num-workers",
+        type=int,
+        default=1,
+        help="processes or machines sharing the shards (shard i goes to worker i %% K)",
+    )
+    p.add_argument("--worker-index", type=int, default=0, help="this worker, 0..K-1")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="after every worker finished: check each shard (done marker, size, "
+        "SHA-256) and write manifest.json; builds no shard",
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -92,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         progress=progress_enabled(args),
         command=shlex.join(["kaleido-tf", *args.argv]),
         config_source=source,
+        merge=args.merge,
     )
     summary = prepare(request, log=log)
     for key, value in summary.items():

@@ -15,7 +15,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description=(
             "Trains under MirroredStrategy over every visible GPU (the CPU when "
             "none), or MultiWorkerMirroredStrategy when TF_CONFIG names several "
-            "workers. Rerunning the same command resumes from the last checkpoint."
+            "workers (run the same command on each; only the chief writes "
+            "--model-dir, which every worker must be able to read). Rerunning the "
+            "same command resumes from the last checkpoint. SIGTERM (preemption) "
+            "saves a checkpoint at the step reached and exits with status 143."
         ),
     )
     p.add_argument(
@@ -45,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import kaleido_tf
     from kaleido_tf.training.loss_curves import plot_loss_curves
-    from kaleido_tf.training.trainer import Trainer, read_history
+    from kaleido_tf.training.trainer import PREEMPTED_EXIT, Trainer, read_history
 
     overrides = list(args.set)
     if args.seed is not None:
@@ -67,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
         "replica(s)"
     )
     trainer.fit(progress=not args.quiet, log=log)
+    if trainer.preempted:
+        return PREEMPTED_EXIT  # checkpoint saved; the same command resumes
+    if not trainer.is_chief:
+        return 0  # only the chief writes the model directory
     picture = plot_loss_curves(
         read_history(args.model_dir),
         args.model_dir / "loss_curves.png",

@@ -117,6 +117,62 @@ class TasksConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class FashionBertConfig:
+    """FashionBERT's objectives, masking and loss weighting (SIGIR 2020 §2.3-2.4).
+
+    Attributes:
+        mlm: Whole-word masked language modelling (Eq. 1).
+        itm: Text and image alignment, TIA = ITM (Eq. 3).
+        mpm: Masked patch modelling, KL over softmaxed features (Eq. 2, F-Q7).
+        token_mask_rate: Fraction of words masked, whole words (15%, F-Q6).
+        max_masked_tokens: M, WordPiece slots per example (F-Q6: 20; released
+            schema: 10).
+        num_masked_patches: K, patches zeroed and predicted per example (10% of
+            64 = 6, F-Q5; released tutorial: 5).
+        adaptive_loss: ``softmax_losses``: Eq. 6 with ``||grad l_i||^2`` :=
+            softmax(losses)_i^2, the released code (F-Q8, default);
+            ``gradient_norm``: the paper-literal form, ``||grad l_i||`` the
+            gradient norm of l_i w.r.t. the encoder, softmaxed across tasks;
+            ``none``: w_i = 1/L (the ablation of Fig. 3).
+        adaptive_alpha: alpha of the released code, K = alpha * L in Eq. 6 (1.0).
+        adaptive_weight_grad: Let gradients flow through the weights, as the
+            released code does; False (default) stops them (Algorithm 1, F-Q8).
+        losses_on_negatives: MLM and MPM also on mismatched pairs (released code,
+            F-Q10); False restricts them to matched pairs.
+        vsl_inference: Variable sequence length at inference (§3.4, Table 4):
+            text padding is dropped before the patches; outputs are unchanged.
+    """
+
+    mlm: bool = True
+    itm: bool = True
+    mpm: bool = True
+    token_mask_rate: float = 0.15
+    max_masked_tokens: int = 20
+    num_masked_patches: int = 6
+    adaptive_loss: Literal["softmax_losses", "gradient_norm", "none"] = "softmax_losses"
+    adaptive_alpha: float = 1.0
+    adaptive_weight_grad: bool = False
+    losses_on_negatives: bool = True
+    vsl_inference: bool = False
+
+    def active(self) -> tuple[str, ...]:
+        """Ids of the enabled objectives, in the paper's order."""
+        return tuple(i for i in ("mlm", "itm", "mpm") if getattr(self, i))
+
+    def __post_init__(self) -> None:
+        if not self.active():
+            raise ValueError("at least one of mlm, itm, mpm must be enabled")
+        if not 0.0 < self.token_mask_rate < 1.0:
+            raise ValueError(
+                f"token_mask_rate must be in (0, 1): {self.token_mask_rate}"
+            )
+        if self.max_masked_tokens < 1 or self.num_masked_patches < 1:
+            raise ValueError("max_masked_tokens and num_masked_patches must be >= 1")
+        if self.adaptive_alpha <= 0:
+            raise ValueError(f"adaptive_alpha must be > 0: {self.adaptive_alpha}")
+
+
+@dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
     """AdamW with linear warm-up and linear decay (official.modeling.optimization).
 
@@ -162,6 +218,14 @@ class TrainConfig:
         seed: Seed of the input pipeline and the initialisation.
         mixed_precision: Compute in float16 with float32 variables and dynamic
             loss scaling (Keras ``mixed_float16``); for GPUs with tensor cores.
+        jit_compile: Compile each replica's training step (forward, losses,
+            backward, update) with XLA (``tf.function(jit_compile=True)``, as
+            Keras' ``compile(jit_compile=True)`` does); fuses kernels on GPUs.
+            Source: project (DESIGN.md §5, STACK.md); off by default because
+            compilation costs start-up time and not every op has an XLA kernel.
+        min_free_disk_mb: Refuse to start when the file system of the model
+            directory has less free space (MiB); a BERT-base checkpoint with
+            its AdamW slots takes about 1.3 GB. Source: project.
         optimizer: See OptimizerConfig.
     """
 
@@ -173,6 +237,8 @@ class TrainConfig:
     log_every_steps: int = 100
     seed: int = 0
     mixed_precision: bool = False
+    jit_compile: bool = False
+    min_free_disk_mb: int = 2048
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
 
 
@@ -233,14 +299,28 @@ class ExperimentConfig:
     Attributes:
         system: Which system of ``kaleido_tf.systems.SYSTEMS`` runs it.
         model: See ModelConfig.
-        tasks: See TasksConfig.
+        tasks: See TasksConfig (Kaleido-BERT's objectives).
+        fashion_bert: See FashionBertConfig; only with ``system: fashion_bert``
+            (None there means its defaults).
         train: See TrainConfig.
         finetune: A downstream task (``kaleido-tf finetune``), or None for
             pretraining; with it, ``tasks`` is not used.
     """
 
-    system: Literal["kaleido_bert"] = "kaleido_bert"
+    system: Literal["kaleido_bert", "fashion_bert"] = "kaleido_bert"
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     tasks: TasksConfig = dataclasses.field(default_factory=TasksConfig)
+    fashion_bert: FashionBertConfig | None = None
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     finetune: FinetuneConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.fashion_bert is not None and self.system != "fashion_bert":
+            raise ValueError(
+                f"a fashion_bert section needs system: fashion_bert, not {self.system}"
+            )
+        if self.system == "fashion_bert" and self.model.layout != "grid8":
+            raise ValueError(
+                "system fashion_bert reads the 8x8 grid: set model.layout: grid8 "
+                f"(found {self.model.layout!r})"
+            )

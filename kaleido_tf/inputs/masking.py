@@ -150,8 +150,10 @@ class AGMMasker:
         for i, grid in enumerate(self.layout.grids):
             level_of_patch[self.layout.level_slice(grid)] = i
             budget[i] = self.patch_budgets.get(grid, 0)
+        # A layout without levels 3-5 (FashionBERT's 8x8 grid) has no AGM patches.
         agm_patch = np.isin(
-            level_of_patch, [self.layout.grids.index(g) for g in AGM_LEVELS]
+            level_of_patch,
+            [self.layout.grids.index(g) for g in AGM_LEVELS if g in self.layout.grids],
         )
         self._level_of_patch = tf.constant(level_of_patch)
         self._level_onehot = tf.one_hot(level_of_patch, num_levels, dtype=tf.int32)

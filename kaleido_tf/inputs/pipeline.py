@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from kaleido_tf import constants, schema
 from kaleido_tf.errors import DataError
+from kaleido_tf.inputs.checks import check_finite
 from kaleido_tf.inputs.masking import AGMMasker
 from kaleido_tf.inputs.negatives import NegativeSampler
 from kaleido_tf.inputs.parse import parse_record
@@ -127,13 +128,53 @@ class KaleidoPretrainInputs:
         max_seq_length: int | None = None,
         extra_keys: Collection[str] = (),
     ) -> None:
-        self.data_dir = Path(data_dir)
         self.tasks = _check_tasks(tasks)
+        self._open_data(
+            data_dir, "kaleido", seed, corrupt, feature_dim, max_seq_length, extra_keys
+        )
+        self._corrupt_record_keys = (
+            "rotated_features",
+            "grey_features",
+            "align_word_index",
+            "align_patch_index",
+        )
+        self.masker = AGMMasker(
+            self.table.max_seq_length,
+            mask_id=self.table.mask_id,
+            random_token_ids=self.table.random_token_ids,
+            mode=masking,
+            mask_tokens="mlm" in self.tasks,
+            patch_budgets={
+                3: 1 if "cp" in self.tasks else 0,
+                4: NUM_GREY if "g2cm" in self.tasks else 0,
+                5: NUM_BLANK if "b2cm" in self.tasks else 0,
+            },
+            max_masked_tokens=max_masked_tokens,
+            token_mask_rate=token_mask_rate,
+            layout=self.layout,
+        )
+        self.pretext = KaleidoPretext(self.tasks, self.layout)
+        self._num_uniforms = self.masker.num_uniforms + self.pretext.num_uniforms
+
+    def _open_data(
+        self,
+        data_dir: str | Path,
+        layout: str,
+        seed: int,
+        corrupt: bool,
+        feature_dim: int | None,
+        max_seq_length: int | None,
+        extra_keys: Collection[str],
+        batch_keys: Collection[str] = BATCH_KEYS,
+    ) -> None:
+        """Reads and checks the manifest, shards and product table of ``data_dir``
+        (what every layout's inputs share); sets the negative sampler for ITM."""
+        self.data_dir = Path(data_dir)
         self.seed = int(seed)
         self.corrupt = corrupt
         self.manifest = read_manifest(
             self.data_dir,
-            layout="kaleido",
+            layout=layout,
             feature_dim=feature_dim,
             max_seq_length=max_seq_length,
         )
@@ -145,7 +186,7 @@ class KaleidoPretrainInputs:
                 f"{self.data_dir}: records have no field {unknown[0]!r} "
                 f"(fields: {sorted(available)})"
             )
-        self.extra_keys = tuple(k for k in extra_keys if k not in BATCH_KEYS)
+        self.extra_keys = tuple(k for k in extra_keys if k not in batch_keys)
         self._record_level = _RECORD_LEVEL_KEYS + self.extra_keys
         self.fields = {
             k: v
@@ -165,23 +206,6 @@ class KaleidoPretrainInputs:
             raise DataError(f"{self.data_dir}: products.jsonl does not match T")
         self.with_negatives = "itm" in self.tasks
         self.sampler = NegativeSampler(self.table) if self.with_negatives else None
-        self.masker = AGMMasker(
-            self.table.max_seq_length,
-            mask_id=self.table.mask_id,
-            random_token_ids=self.table.random_token_ids,
-            mode=masking,
-            mask_tokens="mlm" in self.tasks,
-            patch_budgets={
-                3: 1 if "cp" in self.tasks else 0,
-                4: NUM_GREY if "g2cm" in self.tasks else 0,
-                5: NUM_BLANK if "b2cm" in self.tasks else 0,
-            },
-            max_masked_tokens=max_masked_tokens,
-            token_mask_rate=token_mask_rate,
-            layout=self.layout,
-        )
-        self.pretext = KaleidoPretext(self.tasks, self.layout)
-        self._num_uniforms = self.masker.num_uniforms + self.pretext.num_uniforms
         self._index = self.table.index_lookup()
         self._table_ids = tf.constant(self.table.input_ids)
         self._table_words = tf.constant(self.table.word_index)
@@ -239,8 +263,7 @@ class KaleidoPretrainInputs:
         names = ["patch_features", "patch_boxes", "product_id"]
         if self.corrupt:
             ex["uniforms"] = uniforms[:, :-1]
-            names += ["rotated_features", "grey_features"]
-            names += ["align_word_index", "align_patch_index"]
+            names += list(self._corrupt_record_keys)
         for name in (*names, *self.extra_keys):
             ex[name] = record[name]
         return ex
@@ -251,15 +274,7 @@ class KaleidoPretrainInputs:
 
         Example 2 r is record r's positive and 2 r + 1 its negative (with ITM).
         """
-        k = self.examples_per_record
-        group = {}
-        for name, x in records.items():
-            if name in self._record_level:  # [R, ...] -> [R k, ...]
-                if k > 1:
-                    x = tf.reshape(tf.stack([x] * k, axis=1), [-1, *x.shape[1:]])
-                group[name] = x
-            else:  # [R, k, ...] -> [R k, ...]
-                group[name] = tf.reshape(x, [-1, *x.shape[2:]])
+        group = self._expand_records(records)
         input_ids = group["input_ids"]
         g = tf.shape(input_ids)[0]
         t, p = self.table.max_seq_length, self.layout.num_patches
@@ -316,6 +331,19 @@ class KaleidoPretrainInputs:
             out[f"{task}_weights"] = tf.zeros([g, n], tf.float32)
         out.update({key: group[key] for key in self.extra_keys})
         return {key: out[key] for key in (*BATCH_KEYS, *self.extra_keys)}
+
+    def _expand_records(self, records: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """[R, ...] record keys and [R, k, ...] example keys -> [R k, ...] each."""
+        k = self.examples_per_record
+        group = {}
+        for name, x in records.items():
+            if name in self._record_level:  # [R, ...] -> [R k, ...]
+                if k > 1:
+                    x = tf.reshape(tf.stack([x] * k, axis=1), [-1, *x.shape[1:]])
+                group[name] = x
+            else:  # [R, k, ...] -> [R k, ...]
+                group[name] = tf.reshape(x, [-1, *x.shape[2:]])
+        return group
 
     # ------------------------------------------------------------- per epoch
     def epoch_dataset(
@@ -376,7 +404,9 @@ class KaleidoPretrainInputs:
         fields = self.fields
         ds = ds.map(
             _no_autograph(
-                lambda s: self.record_examples(parse_record(s, fields), epoch)
+                lambda s: self.record_examples(
+                    check_finite(parse_record(s, fields)), epoch
+                )
             ),
             num_parallel_calls=auto,
             deterministic=True,
@@ -512,19 +542,9 @@ def build_pretrain_dataset(
     per-epoch shuffle of the shard files (interleaved 16 at a time), not with
     ``Dataset.shuffle``, whose order also depends on TensorFlow's global seed.
     """
-    if global_batch_size < 1:
-        raise ValueError(f"global_batch_size must be >= 1, got {global_batch_size}")
-    if group_size < 2 or group_size % 2:
-        raise ValueError(f"group_size must be even and >= 2, got {group_size}")
-    if shuffle_buffer_size < 1:
-        raise ValueError(f"shuffle_buffer_size must be >= 1, got {shuffle_buffer_size}")
-    if start_step < 0 or epoch < 0:
-        raise ValueError("start_step and epoch must be >= 0")
     corrupt = training if corrupt is None else corrupt
-    inputs = KaleidoPretrainInputs(
-        data_dir,
+    kwargs = dict(
         tasks=tasks,
-        masking=masking,
         seed=seed,
         max_masked_tokens=max_masked_tokens,
         token_mask_rate=token_mask_rate,
@@ -533,6 +553,59 @@ def build_pretrain_dataset(
         max_seq_length=max_seq_length,
         extra_keys=extra_keys,
     )
+    layout = read_manifest(data_dir)["layout"]
+    if layout == "grid8":
+        # FashionBERT's 8x8 grid (fine-tuning and evaluation of its clean pairs).
+        from kaleido_tf.inputs.fashion_bert_pipeline import FashionBertPretrainInputs
+
+        kaleido_only = sorted(set(tasks) - {"mlm", "itm"})
+        if kaleido_only or masking != "random":
+            raise DataError(
+                f"{data_dir} has layout 'grid8', but the tasks {kaleido_only} and "
+                f"masking {masking!r} need the kaleido layout: prepare the data "
+                "with configs/data/fashiongen_kaleido.yaml (or use masking "
+                "'random' with mlm/itm only)"
+            )
+        inputs = FashionBertPretrainInputs(data_dir, **kwargs)
+    else:
+        inputs = KaleidoPretrainInputs(data_dir, masking=masking, **kwargs)
+    return make_dataset(
+        inputs,
+        global_batch_size,
+        epoch=epoch,
+        num_epochs=num_epochs,
+        training=training,
+        input_context=input_context,
+        start_step=start_step,
+        shuffle_buffer_size=shuffle_buffer_size,
+        group_size=group_size,
+    )
+
+
+def make_dataset(
+    inputs: KaleidoPretrainInputs,
+    global_batch_size: int,
+    epoch: int = 0,
+    num_epochs: int | None = None,
+    training: bool = True,
+    input_context: tf.distribute.InputContext | None = None,
+    start_step: int = 0,
+    shuffle_buffer_size: int = 1024,
+    group_size: int = 32,
+) -> tf.data.Dataset:
+    """Epochs of ``inputs`` (any layout's pretraining inputs), batched and resumable.
+
+    The arguments are those of ``build_pretrain_dataset``; ``inputs`` provides
+    ``num_records``, ``examples_per_record`` and ``epoch_dataset``.
+    """
+    if global_batch_size < 1:
+        raise ValueError(f"global_batch_size must be >= 1, got {global_batch_size}")
+    if group_size < 2 or group_size % 2:
+        raise ValueError(f"group_size must be even and >= 2, got {group_size}")
+    if shuffle_buffer_size < 1:
+        raise ValueError(f"shuffle_buffer_size must be >= 1, got {shuffle_buffer_size}")
+    if start_step < 0 or epoch < 0:
+        raise ValueError("start_step and epoch must be >= 0")
     pipes, pipe_id, batch_size = 1, 0, global_batch_size
     if input_context is not None:
         pipes = input_context.num_input_pipelines
@@ -544,10 +617,16 @@ def build_pretrain_dataset(
             f"{pipes} input pipelines"
         )
     k = inputs.examples_per_record
-    per_epoch = len(range(pipe_id, inputs.num_records, pipes)) * k
+    # Every input pipeline (worker) builds the one example stream of a single
+    # process and keeps its 1/pipes of each global batch (below), so W workers
+    # train on exactly the batches of one process. Deviation from sharding the
+    # records by worker (which changes the batches with the worker count): each
+    # worker parses and transforms every record, about W times the input work;
+    # the record sharding it replaces already read every shard on every worker.
+    per_epoch = inputs.num_records * k
     if per_epoch == 0:
-        raise DataError(f"{data_dir}: no image records for input pipeline {pipe_id}")
-    consumed = start_step * (global_batch_size // pipes)
+        raise DataError(f"{inputs.data_dir}: no image records")
+    consumed = start_step * global_batch_size
     first_epoch = epoch + consumed // per_epoch
     offset = consumed % per_epoch
     skip_groups = offset // group_size
@@ -562,8 +641,6 @@ def build_pretrain_dataset(
         return inputs.epoch_dataset(
             e,
             training=training,
-            num_pipelines=pipes,
-            pipeline_id=pipe_id,
             shuffle_buffer_size=shuffle_buffer_size,
             group_size=group_size,
             skip_records=tf.where(first, tf.constant(skip_records, tf.int64), 0),
@@ -576,6 +653,9 @@ def build_pretrain_dataset(
 
     ds = tf.data.Dataset.range(first_epoch, stop).flat_map(_no_autograph(one_epoch))
     # One copy per example, unlike unbatch().batch() (two).
+    if pipes > 1:  # this worker's share of each global batch
+        ds = ds.rebatch(global_batch_size // pipes, drop_remainder=training)
+        ds = ds.shard(pipes, pipe_id)
     ds = ds.rebatch(batch_size, drop_remainder=training)
     options = tf.data.Options()
     options.deterministic = True

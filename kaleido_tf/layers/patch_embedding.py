@@ -1,9 +1,15 @@
-"""Patch embeddings ``LN(FC_img(f) + FC_pos(box) + segment)`` (Kaleido-BERT §3.2)."""
+"""Patch embeddings ``LN(FC_img(f) + position + segment)``.
+
+The position is ``FC_pos(box)`` (Kaleido-BERT §3.2) or a learned table indexed by
+patch order (FashionBERT §3.2, F-Q3).
+"""
 
 from __future__ import annotations
 
 import tensorflow as tf
 import tf_keras
+
+POSITION_TYPES = ("box", "index")
 
 
 @tf_keras.utils.register_keras_serializable(package="kaleido_tf")
@@ -12,8 +18,10 @@ class PatchEmbedding(tf_keras.layers.Layer):
 
     Each patch's D-dimensional backbone feature is projected to H (no bias, as the
     released code), its box ``[x1, x2, y1, y2, w*h]`` is projected by a bias-free
-    5 x H matrix shared by every level, and the image-modality segment embedding
-    ('I') is added; LayerNorm and dropout follow.
+    5 x H matrix shared by every level (``position_type="box"``) or its order
+    0..P-1 looks up a learned P x H table (``position_type="index"``, FashionBERT's
+    ``patch_position_embeddings``; the boxes are then not read), and the
+    image-modality segment embedding ('I') is added; LayerNorm and dropout follow.
 
     Args:
         hidden_size: H.
@@ -27,6 +35,7 @@ class PatchEmbedding(tf_keras.layers.Layer):
         feature_dropout: Dropout on the raw features before projection (released
             code).
         dropout: Dropout after the LayerNorm.
+        position_type: ``"box"`` (Kaleido-BERT) or ``"index"`` (FashionBERT, F-Q3).
 
     Call arguments:
         patch_features: float32 [B, P, D]. Backbone features (zeros = blanked).
@@ -36,7 +45,8 @@ class PatchEmbedding(tf_keras.layers.Layer):
     Returns:
         float32 [B, P, H].
 
-    Reference: Kaleido-BERT §3.2 "Kaleido embeddings"; FashionBERT §2.2.
+    Reference: Kaleido-BERT §3.2 "Kaleido embeddings"; FashionBERT §3.2
+    (kaleido_fashionbert.md §3.2: the released ``ImageEmbeddings``).
     """
 
     def __init__(
@@ -48,12 +58,18 @@ class PatchEmbedding(tf_keras.layers.Layer):
         initializer_range: float = 0.02,
         feature_dropout: float = 0.0,
         dropout: float = 0.1,
+        position_type: str = "box",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         level_sizes = tuple(int(n) for n in level_sizes)
         if not level_sizes or min(level_sizes) < 1:
             raise ValueError(f"level_sizes must be positive, got {level_sizes}")
+        if position_type not in POSITION_TYPES:
+            raise ValueError(
+                f"position_type must be one of {POSITION_TYPES}, got {position_type!r}"
+            )
+        self.position_type = position_type
         self.hidden_size = hidden_size
         self.level_sizes = level_sizes
         self.per_level_projection = per_level_projection
@@ -83,12 +99,14 @@ class PatchEmbedding(tf_keras.layers.Layer):
             )
             for i in range(count)
         ]
-        self.position_projection = tf_keras.layers.Dense(
-            hidden_size,
-            use_bias=False,
-            kernel_initializer=init(),
-            name="box_projection",
-        )
+        self.position_projection = None
+        if position_type == "box":
+            self.position_projection = tf_keras.layers.Dense(
+                hidden_size,
+                use_bias=False,
+                kernel_initializer=init(),
+                name="box_projection",
+            )
         self.feature_dropout_layer = tf_keras.layers.Dropout(feature_dropout)
         self.dropout_layer = tf_keras.layers.Dropout(dropout)
 
@@ -101,6 +119,15 @@ class PatchEmbedding(tf_keras.layers.Layer):
                 stddev=self.initializer_range
             ),
         )
+        self.position_table = None
+        if self.position_type == "index":
+            self.position_table = self.add_weight(
+                name="patch_position_embeddings",
+                shape=(sum(self.level_sizes), self.hidden_size),
+                initializer=tf_keras.initializers.TruncatedNormal(
+                    stddev=self.initializer_range
+                ),
+            )
         ids = []
         for level, n in enumerate(self.level_sizes):
             ids += [level + 1 if self.per_level_segments else 1] * n
@@ -114,7 +141,10 @@ class PatchEmbedding(tf_keras.layers.Layer):
             x = tf.concat([p(v) for p, v in zip(self.image_projections, parts)], 1)
         else:
             x = self.image_projections[0](x)
-        x += self.position_projection(patch_boxes)
+        if self.position_table is not None:
+            x += self.position_table[tf.newaxis]  # [1, P, H]
+        else:
+            x += self.position_projection(patch_boxes)
         x += tf.gather(self.segment_table, self._segment_ids)[tf.newaxis]  # [1, P, H]
         if self.per_level_projection:
             parts = tf.split(x, self.level_sizes, axis=1)
@@ -133,5 +163,6 @@ class PatchEmbedding(tf_keras.layers.Layer):
             initializer_range=self.initializer_range,
             feature_dropout=self.feature_dropout,
             dropout=self.dropout,
+            position_type=self.position_type,
         )
         return config

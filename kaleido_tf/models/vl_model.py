@@ -36,6 +36,11 @@ class VLModel(tf_keras.Model):
     Args:
         encoder: Keyword arguments of CrossModalEncoder.
         heads: Head id -> {"type": one of HEADS, **keyword arguments of that head}.
+        trim_text_padding: Variable sequence length (VSL) inference, FashionBERT
+            §3.4 / Table 4: outside training, the text is cut to the longest real
+            text of the batch before the patches are appended, instead of being
+            padded to the data's T. Real positions' outputs are unchanged (padding
+            is never attended to); ``sequence_output`` is then [B, T' + P, H].
 
     Call arguments:
         inputs: The batch dict (keys of CrossModalEncoder, plus the positions the
@@ -54,9 +59,14 @@ class VLModel(tf_keras.Model):
     """
 
     def __init__(
-        self, encoder: dict[str, Any], heads: dict[str, dict[str, Any]], **kwargs
+        self,
+        encoder: dict[str, Any],
+        heads: dict[str, dict[str, Any]],
+        trim_text_padding: bool = False,
+        **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        self.trim_text_padding = bool(trim_text_padding)
         self.encoder_kwargs = copy.deepcopy(dict(encoder))
         self.head_kwargs = copy.deepcopy({k: dict(v) for k, v in heads.items()})
         self.encoder = CrossModalEncoder(**self.encoder_kwargs, name="encoder")
@@ -74,6 +84,8 @@ class VLModel(tf_keras.Model):
             self.heads[head_id] = HEADS[kind](**spec, name=f"{head_id}_head")
 
     def call(self, inputs, training=None):
+        if self.trim_text_padding and not training:
+            inputs = _trim_text(inputs)
         encoded = self.encoder(inputs, training=training)
         sequence = encoded["sequence_output"]
         pooled = encoded["pooled_output"]
@@ -99,7 +111,18 @@ class VLModel(tf_keras.Model):
             "name": self.name,
             "encoder": _plain(self.encoder_kwargs),
             "heads": _plain(self.head_kwargs),
+            "trim_text_padding": self.trim_text_padding,
         }
+
+
+def _trim_text(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The batch with its text keys cut to the longest real text (at least 1)."""
+    mask = tf.cast(inputs["input_mask"], tf.int32)  # [B, T], 1 = real token
+    length = tf.maximum(tf.reduce_max(tf.reduce_sum(mask, axis=1)), 1)
+    out = dict(inputs)
+    for key in ("input_ids", "input_mask", "segment_ids"):
+        out[key] = inputs[key][:, :length]  # [B, T']
+    return out
 
 
 def _plain(value: Any) -> Any:

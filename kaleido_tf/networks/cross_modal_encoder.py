@@ -46,6 +46,8 @@ class CrossModalEncoder(tf_keras.layers.Layer):
         attention: ``bidirectional`` (pretraining, understanding tasks) or
             ``seq2seq`` (``seq2seq_attention_mask``, captioning). Weights are the
             same either way.
+        patch_position_type: See PatchEmbedding's ``position_type``: ``box``
+            (Kaleido-BERT) or ``index`` (FashionBERT's learned patch table).
 
     Call arguments:
         inputs: dict with ``input_ids`` int32 [B, T], ``input_mask`` int32 [B, T]
@@ -78,6 +80,7 @@ class CrossModalEncoder(tf_keras.layers.Layer):
         per_level_segments: bool = False,
         feature_dropout: float = 0.0,
         attention: str = "bidirectional",
+        patch_position_type: str = "box",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -105,6 +108,7 @@ class CrossModalEncoder(tf_keras.layers.Layer):
                 f"attention must be one of {ATTENTION_PATTERNS}, got {attention!r}"
             )
         self.attention = attention
+        self.patch_position_type = patch_position_type
 
         def init():
             # A fresh initialiser per layer: a shared unseeded instance gives every
@@ -128,6 +132,7 @@ class CrossModalEncoder(tf_keras.layers.Layer):
             initializer_range,
             feature_dropout,
             output_dropout,
+            position_type=patch_position_type,
             name="patch_embedding",
         )
         self.blocks = [
@@ -200,5 +205,6 @@ class CrossModalEncoder(tf_keras.layers.Layer):
             per_level_segments=self.per_level_segments,
             feature_dropout=self.feature_dropout,
             attention=self.attention,
+            patch_position_type=self.patch_position_type,
         )
         return config

@@ -1,8 +1,8 @@
 """Every system, listed explicitly (no registration by import side effect)."""
 
-from kaleido_tf.systems import kaleido_bert
+from kaleido_tf.systems import fashion_bert, kaleido_bert
 
-SYSTEMS = {kaleido_bert.NAME: kaleido_bert}
+SYSTEMS = {kaleido_bert.NAME: kaleido_bert, fashion_bert.NAME: fashion_bert}
 
 
 def get_system(name: str):

@@ -11,6 +11,14 @@ import tensorflow as tf
 LossTerm = Callable[[dict, dict], tuple[tf.Tensor, tf.Tensor]]
 # (batch, model outputs) -> (per-entry correctness 0/1, weights).
 AccuracyTerm = Callable[[dict, dict], tuple[tf.Tensor, tf.Tensor]]
+# A loss's gradient norm w.r.t. the shared encoder, over the global batch.
+GradientNorm = Callable[[tf.Tensor], tf.Tensor]
+# (task id -> this replica's share of its loss, gradient norm or None)
+#   -> (total of this replica, task id -> weight used, for logging).
+Combine = Callable[
+    [dict[str, tf.Tensor], GradientNorm | None],
+    tuple[tf.Tensor, dict[str, tf.Tensor]],
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,8 +29,27 @@ class Objectives:
         losses: Task id -> loss term; logged as ``<id>_loss``.
         weights: Task id -> weight of its loss in the total.
         accuracies: Task id -> accuracy term; logged as ``<id>_accuracy``.
+        combine: If set, replaces the fixed weighted sum: it receives each task's
+            share of its loss (``losses/reduction.weighted_mean``; the global
+            value is their ``global_sum``) and returns the total and the weights
+            it used, logged as ``<id>_weight`` (FashionBERT's adaptive loss).
+        combine_needs_gradients: ``combine`` calls its ``gradient_norm``
+            argument; the trainer then keeps a persistent tape.
     """
 
     losses: dict[str, LossTerm]
     weights: dict[str, float]
     accuracies: dict[str, AccuracyTerm]
+    combine: Combine | None = None
+    combine_needs_gradients: bool = False
+
+    def total(
+        self, shares: dict[str, tf.Tensor], gradient_norm: GradientNorm | None = None
+    ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        """The loss to minimise from each task's share, and the weights used."""
+        if self.combine is not None:
+            return self.combine(shares, gradient_norm)
+        total = tf.constant(0.0)
+        for task, share in shares.items():
+            total += self.weights[task] * share
+        return total, {k: tf.constant(self.weights[k]) for k in shares}

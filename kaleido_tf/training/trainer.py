@@ -13,8 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import platform
+import shutil
+import signal
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,10 +34,15 @@ from kaleido_tf.errors import ConfigError, DataError
 from kaleido_tf.losses.reduction import weighted_mean
 from kaleido_tf.manifest import read_manifest
 from kaleido_tf.systems import get_recipe
+from kaleido_tf.training import distribute
 from kaleido_tf.training.optimizer import build_optimizer
+from kaleido_tf.training.preflight import check_model_dir
 
 CHECKPOINT_DIR = "checkpoints"
 HISTORY_FILE = "history.jsonl"
+# Exit status of a run stopped by SIGTERM after saving its checkpoint: 128 + 15,
+# what a shell reports for a process the signal ended, so schedulers requeue it.
+PREEMPTED_EXIT = 143
 
 
 @dataclasses.dataclass
@@ -120,6 +130,12 @@ class Trainer:
             encoder (and heads of the same ids) start a fine-tuning run (ignored
             when resuming); see ``finetuning.pretrained_weights``.
         argv: The command line, recorded in ``argv.txt``.
+
+    Under ``MultiWorkerMirroredStrategy`` only the chief writes ``model_dir``
+    (checkpoints, summaries, history, run records); every worker restores from
+    the chief's checkpoints, so ``model_dir`` must be on a file system all
+    workers read. Another worker saves its checkpoints (a collective step) to a
+    temporary folder removed when ``fit`` ends.
     """
 
     def __init__(
@@ -132,15 +148,17 @@ class Trainer:
         argv: list[str] | None = None,
         init_checkpoint: str | Path | None = None,
     ) -> None:
-        from kaleido_tf.training.distribute import get_strategy
-
         self.config = config
         self.data_dir = Path(data_dir)
         self.model_dir = Path(model_dir)
+        self.is_chief = distribute.is_chief()
+        if self.is_chief:  # before anything slow: fail in the first second
+            check_model_dir(self.model_dir, config.train.min_free_disk_mb)
+        self.preempted = False
         self.system = get_recipe(config)
         self.manifest = check_data(config, self.data_dir)
         self.plan = plan(config, self.data_dir)
-        self.strategy = strategy or get_strategy()
+        self.strategy = strategy or distribute.get_strategy()
         replicas = self.strategy.num_replicas_in_sync
         if config.train.global_batch_size % replicas:
             raise ConfigError(
@@ -170,17 +188,38 @@ class Trainer:
                     for k in self.objectives.accuracies
                 }
             )
+            if self.objectives.combine is not None:  # adaptive weights, logged
+                self.trackers.update(
+                    {
+                        f"{k}_weight": tf_keras.metrics.Mean(f"{k}_weight")
+                        for k in self.objectives.losses
+                    }
+                )
         self.checkpoint = tf.train.Checkpoint(
             model=self.model, optimizer=self.optimizer
         )
+        self._worker_dir = None
+        write_dir = self.model_dir
+        if not self.is_chief:
+            # Created by the first save, removed when fit ends.
+            kind, index = distribute.task()
+            self._worker_dir = Path(tempfile.gettempdir()) / (
+                f"kaleido_tf_worker_{kind}{index}_{os.getpid()}"
+            )
+            write_dir = self._worker_dir
         self.manager = tf.train.CheckpointManager(
             self.checkpoint,
-            str(self.model_dir / CHECKPOINT_DIR),
+            str(write_dir / CHECKPOINT_DIR),
             max_to_keep=config.train.keep_checkpoints,
             step_counter=self.optimizer.iterations,
-            checkpoint_interval=config.train.checkpoint_every_steps,
         )
-        self.resumed_from = self.manager.restore_or_initialize()
+        # Every worker restores the chief's latest checkpoint.
+        self.resumed_from = tf.train.latest_checkpoint(
+            str(self.model_dir / CHECKPOINT_DIR)
+        )
+        if self.resumed_from is not None:
+            self.checkpoint.restore(self.resumed_from)
+        self._saved_step = self.step
         self.bert_report = None
         self.init_report = None
         if self.resumed_from is None and init_from is not None:
@@ -191,7 +230,10 @@ class Trainer:
             )
 
             self.init_report = load_pretrained_weights(self.model, init_checkpoint)
-        write_run_records(self.model_dir, config, argv, self.model)
+        if self.is_chief:
+            write_run_records(self.model_dir, config, argv, self.model)
+            if self.resumed_from is not None:  # rows logged after the checkpoint
+                _truncate_history(self.model_dir, self.step)
 
     @property
     def step(self) -> int:
@@ -200,14 +242,16 @@ class Trainer:
 
     def _replica_step(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
         variables = self.model.trainable_variables
-        with tf.GradientTape() as tape:
+        persistent = self.objectives.combine_needs_gradients
+        with tf.GradientTape(persistent=persistent) as tape:
             outputs = self.model(batch, training=True)
-            total = tf.constant(0.0)
+            shares = {}
             for task, term in self.objectives.losses.items():
                 values, weights = term(batch, outputs)
-                share, _ = weighted_mean(values, weights)
-                total += self.objectives.weights[task] * share
+                shares[task], _ = weighted_mean(values, weights)
                 self.trackers[f"{task}_loss"].update_state(values, weights)
+            norm = _gradient_norm(tape, self.model) if persistent else None
+            total, task_weights = self.objectives.total(shares, norm)
             scaled = (
                 self.optimizer.get_scaled_loss(total)
                 if self.config.train.mixed_precision
@@ -216,11 +260,20 @@ class Trainer:
         for task, term in self.objectives.accuracies.items():
             correct, weights = term(batch, outputs)
             self.trackers[f"{task}_accuracy"].update_state(correct, weights)
+        if self.objectives.combine is not None:
+            for task, weight in task_weights.items():
+                self.trackers[f"{task}_weight"].update_state(weight)
         mixed = self.config.train.mixed_precision
         grads = tape.gradient(scaled, variables)
         # A variable no loss reaches (e.g. the pooler when captioning) has no
-        # gradient; all-reduce needs a tensor for every variable.
-        grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+        # gradient; all-reduce needs a tensor for every variable. Dense: an
+        # embedding's IndexedSlices hold one row per token, duplicates unsummed,
+        # so the clip's global norm would depend on how the batch is split over
+        # replicas and workers (measured: 0.2% between 1 and 2 workers).
+        grads = [
+            tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+            for g, v in zip(grads, variables)
+        ]
         if mixed:
             grads = self.optimizer.get_unscaled_gradients(grads)
         ctx = tf.distribute.get_replica_context()
@@ -266,16 +319,41 @@ class Trainer:
             stop_at: Stop (with a checkpoint) at this step, before the end of the
                 schedule; a later ``fit`` resumes there.
         """
+        try:
+            with _SigtermFlag() as flag:
+                return self._fit(progress, log, stop_at, flag)
+        except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as err:
+            mapped = _data_error(err, self.data_dir, self.manifest)
+            if mapped is err:
+                raise
+            raise mapped from None
+        finally:
+            if self._worker_dir is not None:
+                shutil.rmtree(self._worker_dir, ignore_errors=True)
+
+    def _fit(self, progress, log, stop_at, flag) -> list[dict[str, Any]]:
         total_steps = self.plan.total_steps
         if stop_at is not None:
             total_steps = min(total_steps, stop_at)
         every = self.config.train.log_every_steps
-        writer = tf.summary.create_file_writer(str(self.model_dir / "logs"))
+        if self.is_chief:
+            writer = tf.summary.create_file_writer(str(self.model_dir / "logs"))
+        else:
+            writer = tf.summary.create_noop_writer()
+        replica_step = self._replica_step
+        if self.config.train.jit_compile:  # as Keras' compile(jit_compile=True)
+            replica_step = tf.function(replica_step, jit_compile=True)
 
         @tf.function
         def train_steps(iterator, count):
             for _ in tf.range(count):
-                self.strategy.run(self._replica_step, args=(next(iterator),))
+                self.strategy.run(replica_step, args=(next(iterator),))
+
+        @tf.function
+        def any_worker(requested):
+            # One worker's SIGTERM stops all of them at the same step.
+            value = self.strategy.run(lambda: tf.identity(requested))
+            return self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
 
         history = []
         step = self.step
@@ -288,14 +366,22 @@ class Trainer:
         )
         started = time.time()
         iterator = iter(self.dataset(step))
+        quiet_log = not (progress and sys.stderr.isatty())
+        several = distribute.num_workers() > 1
         while step < total_steps:
+            requested = flag.is_set()
+            if several:
+                requested = float(any_worker(tf.constant(float(requested)))) > 0
+            if requested:
+                self.preempted = True
+                break
             count = min(every - step % every, total_steps - step)
             train_steps(iterator, tf.constant(count))
             step += count
             epoch = step // self.plan.steps_per_epoch
             logs = {k: float(t.result()) for k, t in self.trackers.items()}
             logs["total_loss"] = sum(
-                self.objectives.weights[k] * logs[f"{k}_loss"]
+                logs.get(f"{k}_weight", self.objectives.weights[k]) * logs[f"{k}_loss"]
                 for k in self.objectives.losses
             )
             logs["lr"] = float(self.schedule(step - 1))
@@ -304,19 +390,31 @@ class Trainer:
                     for key, value in logs.items():
                         tf.summary.scalar(key, value)
                 history.append({"step": step, "epoch": epoch, **logs})
-                _append_history(self.model_dir, history[-1])
+                if self.is_chief:
+                    _append_history(self.model_dir, history[-1])
+                if quiet_log:  # no live bar (batch job, --quiet): one line
+                    log(f"step {step}: " + json.dumps(logs))
                 for t in self.trackers.values():
                     t.reset_state()
             bar.update(step, [(k, v) for k, v in logs.items()])
-            self.manager.save(checkpoint_number=step, check_interval=True)
-        if (
-            self.manager.latest_checkpoint is None
-            or not self.manager.latest_checkpoint.endswith(f"-{step}")
-        ):
-            self.manager.save(checkpoint_number=step, check_interval=False)
+            if step - self._saved_step >= self.config.train.checkpoint_every_steps:
+                self._save(step)
+        if step != self._saved_step or self.manager.latest_checkpoint is None:
+            self._save(step)
         writer.flush()
-        log(f"trained to step {step} in {time.time() - started:.0f} s")
+        if self.preempted:
+            log(
+                f"stopped by SIGTERM at step {step} with checkpoint "
+                f"{self.manager.latest_checkpoint}: rerun the same command to resume"
+            )
+        else:
+            log(f"trained to step {step} in {time.time() - started:.0f} s")
         return history
+
+    def _save(self, step: int) -> None:
+        # Every worker saves (collective); only the chief's folder is kept.
+        self.manager.save(checkpoint_number=step, check_interval=False)
+        self._saved_step = step
 
 
 def global_loss_and_gradients(
@@ -330,13 +428,15 @@ def global_loss_and_gradients(
     variables = model.trainable_variables
 
     def replica(b):
-        with tf.GradientTape() as tape:
+        persistent = objectives.combine_needs_gradients
+        with tf.GradientTape(persistent=persistent) as tape:
             outputs = model(b, training=False)
-            total = tf.constant(0.0)
+            shares = {}
             for task, term in objectives.losses.items():
                 values, weights = term(b, outputs)
-                share, _ = weighted_mean(values, weights)
-                total += objectives.weights[task] * share
+                shares[task], _ = weighted_mean(values, weights)
+            norm = _gradient_norm(tape, model) if persistent else None
+            total, _ = objectives.total(shares, norm)
         grads = tape.gradient(total, variables)
         grads = [
             tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
@@ -356,6 +456,29 @@ def global_loss_and_gradients(
     return local(total)[0], [local(g)[0] for g in grads]
 
 
+def _gradient_norm(tape: tf.GradientTape, model):
+    """``loss -> ||d loss / d encoder||`` over the global batch (a persistent tape).
+
+    The shared parameters are the encoder's (``model.encoder``), else the model's.
+    """
+    encoder = getattr(model, "encoder", model)
+    variables = encoder.trainable_variables
+
+    def norm(loss: tf.Tensor) -> tf.Tensor:
+        grads = tape.gradient(loss, variables)
+        # Dense: an IndexedSlices' values may repeat rows (gathered embeddings).
+        grads = [
+            tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+            for g, v in zip(grads, variables)
+        ]
+        ctx = tf.distribute.get_replica_context()
+        if ctx is not None and ctx.num_replicas_in_sync > 1:
+            grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+        return tf.linalg.global_norm(grads)
+
+    return norm
+
+
 def _split(batch: dict[str, tf.Tensor], ctx) -> dict[str, tf.Tensor]:
     # Replica i of n takes rows [i*B/n, (i+1)*B/n) of a global batch.
     n, i = ctx.num_replicas_in_sync, ctx.replica_id_in_sync_group
@@ -364,6 +487,67 @@ def _split(batch: dict[str, tf.Tensor], ctx) -> dict[str, tf.Tensor]:
         size = value.shape[0] // n
         out[key] = value[i * size : (i + 1) * size]
     return out
+
+
+class _SigtermFlag:
+    """Sets a flag on SIGTERM while ``fit`` runs (main thread only); the loop
+    checks it between step chunks, saves a checkpoint and returns."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._previous = None
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def __enter__(self) -> _SigtermFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(
+                signal.SIGTERM, lambda signum, frame: self._event.set()
+            )
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _data_error(err: tf.errors.OpError, data_dir: Path, manifest: dict) -> Exception:
+    """A DataError naming the record or shard behind an input-pipeline error."""
+    from kaleido_tf.inputs.checks import NON_FINITE, find_corrupt_shard
+
+    text = err.message or str(err)
+    if NON_FINITE in text:
+        # "... assertion failed: [<NON_FINITE> <key> of record image_id=] [<id>]"
+        line = next(x for x in text.splitlines() if NON_FINITE in x)
+        what = line[line.index(NON_FINITE) :].replace("=] [", "=", 1).rstrip("]")
+        return DataError(
+            f"{data_dir}: {what}: rebuild the shard that holds it with "
+            "`kaleido-tf prepare`"
+        )
+    if isinstance(err, tf.errors.DataLossError):
+        files = [data_dir / s["file"] for s in manifest["shards"]]
+        found = find_corrupt_shard(files)
+        if found is not None:
+            path, why = found
+            return DataError(
+                f"{path}: truncated or corrupt TFRecord shard ({why}): delete it "
+                "and its .done.json marker and rerun `kaleido-tf prepare`"
+            )
+        return DataError(f"{data_dir}: corrupt TFRecord data ({text.splitlines()[0]})")
+    return err
+
+
+def _truncate_history(model_dir: Path, step: int) -> None:
+    """Drops rows logged after ``step`` (a run killed after its checkpoint)."""
+    from kaleido_tf.atomic_files import atomic_write_text
+
+    rows = read_history(model_dir)
+    kept = [row for row in rows if row["step"] <= step]
+    if len(kept) < len(rows):
+        atomic_write_text(
+            model_dir / HISTORY_FILE, "".join(json.dumps(r) + "\n" for r in kept)
+        )
 
 
 def _append_history(model_dir: Path, row: dict) -> None:

@@ -245,6 +245,45 @@ def test_two_workers_build_the_same_shards(
     assert shard_bytes(out) == shard_bytes(built)
 
 
+def test_merge_checks_every_shard_then_writes_the_manifest(
+    built, fashiongen_h5, tiny_prepare_config, tmp_path, capsys
+):
+    # The shards of several machines copied into one folder (here: a finished
+    # build without its manifest); --merge verifies them and writes the manifest.
+    import shutil
+
+    out = tmp_path / "merged"
+    shutil.copytree(built, out)
+    (out / "manifest.json").unlink()
+    marker = out / "train-00002-of-00006.tfrecord.done.json"
+    saved = marker.read_text()
+    assert "sha256" in json.loads(saved)
+    marker.unlink()
+    assert prepare(fashiongen_h5, out, tiny_prepare_config, "--merge") == 1
+    err = capsys.readouterr().err
+    assert "1 of 6 shards are missing" in err and "train-00002" in err
+    assert not (out / "manifest.json").exists()
+
+    marker.write_text(saved)
+    shard = out / "train-00002-of-00006.tfrecord"
+    data = bytearray(shard.read_bytes())
+    data[100] ^= 0xFF  # a damaged copy
+    shard.write_bytes(bytes(data))
+    assert prepare(fashiongen_h5, out, tiny_prepare_config, "--merge") == 1
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # the one-line error after the log lines
+    assert last.startswith("error: ") and "SHA-256 differs" in last
+    assert str(shard) in last
+    assert not (out / "manifest.json").exists()
+
+    shutil.copy(built / shard.name, shard)
+    assert prepare(fashiongen_h5, out, tiny_prepare_config, "--merge") == 0
+    merged, reference = read_manifest(out), read_manifest(built)
+    assert merged["shards"] == reference["shards"]
+    assert merged["counts"] == reference["counts"]
+    assert shard_bytes(out) == shard_bytes(built)
+
+
 def test_killed_build_resumes_to_identical_shards(
     fashiongen_h5, tiny_prepare_config, tmp_path
 ):

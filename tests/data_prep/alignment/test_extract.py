@@ -143,6 +143,31 @@ def test_extract_resumes_per_shard(run, capsys):
     assert shard.name in {p.name for p in folder.glob("*.tfrecord")}
 
 
+def test_two_workers_extract_what_one_does(run, tmp_path, capsys):
+    folder = tmp_path / "workers"
+    shutil.copytree(run["prepared"], folder)
+    extract = ["align", "extract", "--data", str(folder), "--model-dir"]
+    extract += [str(run["model_dir"]), "--quiet", "--num-workers", "2"]
+    assert main([*extract, "--worker-index", "1"]) == 0
+    out = capsys.readouterr().out
+    shards = sorted(p.name for p in folder.glob("*.tfrecord"))
+    marked = sorted(
+        p.name.removesuffix(".align.json") for p in folder.glob("*.align.json")
+    )
+    assert marked == shards[1::2]  # worker 1's shards only
+    assert "manifest: None" in out and "alignment" not in read_manifest(folder)
+    assert main([*extract, "--worker-index", "0"]) == 0
+    assert "shards_written: " in capsys.readouterr().out
+    # Every record once, byte for byte what a single run wrote; same counts.
+    assert shard_bytes(folder) == shard_bytes(run["a"])
+    assert (
+        read_manifest(folder)["alignment"]["counts"]
+        == read_manifest(run["a"])["alignment"]["counts"]
+    )
+    assert main([*extract, "--worker-index", "2"]) == 1
+    assert "--worker-index 2 must be in [0, 2)" in capsys.readouterr().err
+
+
 def test_training_resumes_from_its_checkpoint(run, capsys):
     assert main([*run["train"], "--set", "train.train_steps=44"]) == 0
     out = capsys.readouterr().out

@@ -281,15 +281,23 @@ def test_resume_continues_where_the_run_was(prepared, two_epochs):
         assert_same(batches(ds, 3), two_epochs[step : step + 3])
 
 
-def test_input_context_shards_the_records(prepared, prepared_records):
+def test_input_context_takes_its_share_of_each_global_batch(prepared):
+    # Worker 1 of 2 (4 replicas): rows 4..7 of every global batch of 8 of the
+    # single-process stream, in per-replica batches of 2, so W workers train on
+    # exactly one process's batches.
     ctx = tf.distribute.InputContext(2, 1, num_replicas_in_sync=4)
     got = batches(
         build_pretrain_dataset(prepared, 8, training=False, input_context=ctx)
     )
     assert got[0]["input_ids"].shape[0] == 2  # per-replica batch: 8 / 4 replicas
-    boxes = examples(got)["patch_boxes"][::2]
-    want = [r["patch_boxes"] for r in prepared_records[1::2]]  # pipeline 1 of 2
-    np.testing.assert_array_equal(boxes, want)
+    whole = batches(build_pretrain_dataset(prepared, 8, training=False))
+    share = {
+        key: np.concatenate([b[key][4:] for b in whole])
+        for key in ("input_ids", "patch_boxes")
+    }
+    mine = examples(got)
+    for key, want in share.items():
+        np.testing.assert_array_equal(mine[key], want)
     assert examples_per_epoch(prepared, KALEIDO_TASKS, ctx) == NUM_RECORDS
     assert examples_per_epoch(prepared, ("rr",), ctx) == NUM_RECORDS // 2
 
