@@ -103,8 +103,8 @@ def count_classes(data_dir: Path, task: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kaleido_tf.training.loss_curves import plot_loss_curves
-    from kaleido_tf.training.trainer import PREEMPTED_EXIT, Trainer, read_history
+    from kaleido_tf.cli.training_run import fit_and_report
+    from kaleido_tf.training.trainer import Trainer
 
     config, name = resolve_config(args)
     trainer = Trainer(
@@ -118,22 +118,6 @@ def run(args: argparse.Namespace) -> int:
         log(trainer.init_report.summary())
     elif trainer.resumed_from is None:
         log("no --init-from: every weight starts from its initialiser")
-    log(
-        f"{config.system} {args.task}: {trainer.plan.total_steps} steps "
-        f"({trainer.plan.steps_per_epoch} per epoch), global batch "
-        f"{config.train.global_batch_size} on {trainer.strategy.num_replicas_in_sync} "
-        "replica(s)"
+    return fit_and_report(
+        trainer, args, f"{config.system} fine-tuning: {args.task} ({name})"
     )
-    trainer.fit(progress=not args.quiet, log=log)
-    if trainer.preempted:
-        return PREEMPTED_EXIT  # checkpoint saved; the same command resumes
-    if not trainer.is_chief:
-        return 0  # only the chief writes the model directory
-    picture = plot_loss_curves(
-        read_history(args.model_dir),
-        args.model_dir / "loss_curves.png",
-        f"{config.system} fine-tuning: {args.task} ({name})",
-    )
-    print(f"checkpoints: {trainer.manager.latest_checkpoint}")
-    print(f"loss curves: {picture}")
-    return 0

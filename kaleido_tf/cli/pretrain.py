@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from kaleido_tf.cli.progress import log
-
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
@@ -39,7 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--init-from",
         type=Path,
-        help="Google BERT directory (bert_config.json, bert_model.ckpt, vocab.txt)",
+        help="Google BERT directory (bert_config.json, bert_model.ckpt, vocab.txt) "
+        "or a released EasyTransfer checkpoint prefix (model.ckpt-54198)",
     )
     p.add_argument("--seed", type=int, help="overrides train.seed")
     return p
@@ -47,8 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     import kaleido_tf
-    from kaleido_tf.training.loss_curves import plot_loss_curves
-    from kaleido_tf.training.trainer import PREEMPTED_EXIT, Trainer, read_history
+    from kaleido_tf.cli.training_run import fit_and_report
+    from kaleido_tf.training.trainer import Trainer
 
     overrides = list(args.set)
     if args.seed is not None:
@@ -63,22 +62,4 @@ def run(args: argparse.Namespace) -> int:
     )
     if trainer.bert_report is not None:
         print(trainer.bert_report.format())
-    log(
-        f"{config.system}: {trainer.plan.total_steps} steps "
-        f"({trainer.plan.steps_per_epoch} per epoch), global batch "
-        f"{config.train.global_batch_size} on {trainer.strategy.num_replicas_in_sync} "
-        "replica(s)"
-    )
-    trainer.fit(progress=not args.quiet, log=log)
-    if trainer.preempted:
-        return PREEMPTED_EXIT  # checkpoint saved; the same command resumes
-    if not trainer.is_chief:
-        return 0  # only the chief writes the model directory
-    picture = plot_loss_curves(
-        read_history(args.model_dir),
-        args.model_dir / "loss_curves.png",
-        f"{config.system} pretraining ({args.config})",
-    )
-    print(f"checkpoints: {trainer.manager.latest_checkpoint}")
-    print(f"loss curves: {picture}")
-    return 0
+    return fit_and_report(trainer, args, f"{config.system} pretraining ({args.config})")

@@ -53,3 +53,28 @@ class Objectives:
         for task, share in shares.items():
             total += self.weights[task] * share
         return total, {k: tf.constant(self.weights[k]) for k in shares}
+
+
+def config_encoder_kwargs(config) -> dict:
+    """CrossModalEncoder keyword arguments straight from ``config.model`` (what
+    every system shares); a system overrides the patch-embedding choices it fixes."""
+    from kaleido_tf import schema
+
+    enc = config.model.encoder
+    layout = schema.get_layout(config.model.layout)
+    return {
+        "vocab_size": enc.vocab_size,
+        "hidden_size": enc.hidden_size,
+        "num_layers": enc.num_layers,
+        "num_attention_heads": enc.num_attention_heads,
+        "inner_dim": enc.inner_dim,
+        "level_sizes": [n * n for n in layout.grids],
+        "max_sequence_length": enc.max_sequence_length,
+        "type_vocab_size": enc.type_vocab_size,
+        "initializer_range": enc.initializer_range,
+        "output_dropout": enc.output_dropout,
+        "attention_dropout": enc.attention_dropout,
+        "per_level_projection": enc.per_level_projection,
+        "per_level_segments": enc.per_level_segments,
+        "feature_dropout": enc.feature_dropout,
+    }

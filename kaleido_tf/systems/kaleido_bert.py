@@ -12,7 +12,7 @@ from kaleido_tf.config.experiment import ExperimentConfig
 from kaleido_tf.losses.classification import softmax_cross_entropy
 from kaleido_tf.losses.patch_kld import feature_kld
 from kaleido_tf.models.vl_model import VLModel
-from kaleido_tf.systems.base import Objectives
+from kaleido_tf.systems.base import Objectives, config_encoder_kwargs
 
 NAME = "kaleido_bert"
 NUM_ROTATIONS = 4  # 0, 90, 180, 270 degrees (AKPM I)
@@ -67,25 +67,8 @@ def head_specs(config: ExperimentConfig) -> dict[str, dict]:
 
 def encoder_kwargs(config: ExperimentConfig) -> dict:
     """Keyword arguments of the CrossModalEncoder for ``config`` (shared by the
-    pretraining model and every fine-tuning task)."""
-    enc = config.model.encoder
-    layout = schema.get_layout(config.model.layout)
-    return {
-        "vocab_size": enc.vocab_size,
-        "hidden_size": enc.hidden_size,
-        "num_layers": enc.num_layers,
-        "num_attention_heads": enc.num_attention_heads,
-        "inner_dim": enc.inner_dim,
-        "level_sizes": [n * n for n in layout.grids],
-        "max_sequence_length": enc.max_sequence_length,
-        "type_vocab_size": enc.type_vocab_size,
-        "initializer_range": enc.initializer_range,
-        "output_dropout": enc.output_dropout,
-        "attention_dropout": enc.attention_dropout,
-        "per_level_projection": enc.per_level_projection,
-        "per_level_segments": enc.per_level_segments,
-        "feature_dropout": enc.feature_dropout,
-    }
+    pretraining model and every fine-tuning task): the config's as they are."""
+    return config_encoder_kwargs(config)
 
 
 def build_model(config: ExperimentConfig) -> VLModel:
