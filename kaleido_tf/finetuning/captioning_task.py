@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from kaleido_tf.config.experiment import ExperimentConfig
 from kaleido_tf.errors import ConfigError
+from kaleido_tf.finetuning.clean_pairs import clean_pairs_dataset, clean_pairs_per_epoch
 from kaleido_tf.losses.classification import softmax_cross_entropy
 from kaleido_tf.models.vl_model import VLModel
 from kaleido_tf.systems.base import Objectives
@@ -66,9 +67,7 @@ def objectives(config: ExperimentConfig) -> Objectives:
 
 def examples_per_epoch(data_dir, config: ExperimentConfig) -> int:
     """One (image, description) example per image record."""
-    from kaleido_tf.inputs.pipeline import examples_per_epoch as count
-
-    return count(data_dir, ())
+    return clean_pairs_per_epoch(data_dir)
 
 
 class CaptionMasker:
@@ -186,7 +185,6 @@ def build_dataset(
     Masks are drawn from (``train.seed``, global step, image id), so a resumed run
     masks exactly as an uninterrupted one.
     """
-    from kaleido_tf.inputs.pipeline import build_pretrain_dataset
     from kaleido_tf.inputs.product_table import ProductTable
     from kaleido_tf.manifest import read_manifest
 
@@ -200,17 +198,13 @@ def build_dataset(
         cap.max_masked_tokens,
         config.train.seed,
     )
-    ds = build_pretrain_dataset(
+    ds = clean_pairs_dataset(
         data_dir,
+        config,
         global_batch_size,
-        tasks=(),
-        masking="random",
-        seed=config.train.seed,
-        training=training,
-        corrupt=False,
-        input_context=input_context,
-        start_step=start_step,
-        feature_dim=config.model.patch_feature_dim,
+        start_step,
+        training,
+        input_context,
         extra_keys=("image_id",),
     )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from kaleido_tf.config.experiment import ExperimentConfig
+from kaleido_tf.finetuning.clean_pairs import clean_pairs_dataset, clean_pairs_per_epoch
 from kaleido_tf.losses.classification import softmax_cross_entropy
 from kaleido_tf.models.vl_model import VLModel
 from kaleido_tf.systems.base import Objectives
@@ -56,9 +57,7 @@ def objectives(config: ExperimentConfig) -> Objectives:
 
 def examples_per_epoch(data_dir, config: ExperimentConfig) -> int:
     """Two pairs (matched and mismatched) per image record."""
-    from kaleido_tf.inputs.pipeline import examples_per_epoch as count
-
-    return count(data_dir, ("itm",))
+    return clean_pairs_per_epoch(data_dir, ("itm",))
 
 
 def build_dataset(
@@ -70,17 +69,12 @@ def build_dataset(
     input_context: tf.distribute.InputContext | None = None,
 ) -> tf.data.Dataset:
     """Clean ITM pairs, resumable at ``start_step``."""
-    from kaleido_tf.inputs.pipeline import build_pretrain_dataset
-
-    return build_pretrain_dataset(
+    return clean_pairs_dataset(
         data_dir,
+        config,
         global_batch_size,
+        start_step,
+        training,
+        input_context,
         tasks=("itm",),
-        masking="random",
-        seed=config.train.seed,
-        training=training,
-        corrupt=False,
-        input_context=input_context,
-        start_step=start_step,
-        feature_dim=config.model.patch_feature_dim,
     )
