@@ -29,7 +29,6 @@ Per schema (prior_art.md §1.4, §2.4; released_checkpoints.md §7):
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import os
@@ -40,7 +39,6 @@ from typing import Any
 
 import numpy as np
 
-import kaleido_tf
 from data_prep.readers.easytransfer_tsv import (
     KALEIDO_BOX_ALTERNATIVES,
     SCHEMAS,
@@ -50,7 +48,7 @@ from data_prep.readers.easytransfer_tsv import (
 from kaleido_tf import constants, schema
 from kaleido_tf.atomic_files import atomic_write_json, atomic_write_text
 from kaleido_tf.errors import DataError, OutputError
-from kaleido_tf.manifest import MANIFEST_NAME, write_manifest
+from kaleido_tf.manifest import MANIFEST_NAME, manifest_header, write_manifest
 
 VOCAB_NAME = "vocab.txt"
 CATEGORIES_NAME = "categories.json"
@@ -444,18 +442,7 @@ def _finish(
     counts["products"] = len(products)
     kaleido = layout.name == "kaleido"
     manifest = {
-        "schema_version": schema.SCHEMA_VERSION,
-        "kaleido_tf_version": kaleido_tf.__version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"
-        ),
-        "split": split,
-        "layout": layout.name,
-        "grids": list(layout.grids),
-        "num_patches": layout.num_patches,
-        "feature_dim": d,
-        "feature_dtype": schema.FEATURE_BYTES_DTYPE,
-        "max_seq_length": symbols["T"],
+        **manifest_header(split, layout, d, symbols["T"]),
         "backbone": {"name": "easytransfer-release", "feature_dim": d, "weights": ""},
         "backbone_weights_random": False,
         "text": {

@@ -14,7 +14,6 @@ SHA-256 its worker recorded in the ``.done.json`` marker and writes the manifest
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import hashlib
 import json
 import math
@@ -25,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-import kaleido_tf
 from data_prep.kpg.foreground import extract_crop, make_cropper
 from data_prep.kpg.kaleido_patches import KaleidoPatchGenerator
 from data_prep.pixel_variants.greyscale import grey
@@ -36,7 +34,7 @@ from kaleido_tf.atomic_files import atomic_write_json, atomic_write_text
 from kaleido_tf.config.data_prep import PrepareConfig
 from kaleido_tf.config.loader import config_to_dict
 from kaleido_tf.errors import DataError
-from kaleido_tf.manifest import MANIFEST_NAME, write_manifest
+from kaleido_tf.manifest import MANIFEST_NAME, manifest_header, write_manifest
 
 SETTINGS_NAME = "build_settings.json"
 VOCAB_NAME = "vocab.txt"
@@ -509,18 +507,9 @@ def prepare(req: PrepareRequest, log: Callable[[str], None] | None = None) -> di
         counts["products"] = len(products)
         counts["crop_fallback_full_image"] = sum(s["crop_fallback"] for s in shards)
         manifest = {
-            "schema_version": schema.SCHEMA_VERSION,
-            "kaleido_tf_version": kaleido_tf.__version__,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                timespec="seconds"
+            **manifest_header(
+                split, layout, backbone["feature_dim"], cfg.text.max_seq_length
             ),
-            "split": split,
-            "layout": layout.name,
-            "grids": list(layout.grids),
-            "num_patches": layout.num_patches,
-            "feature_dim": backbone["feature_dim"],
-            "feature_dtype": schema.FEATURE_BYTES_DTYPE,
-            "max_seq_length": cfg.text.max_seq_length,
             "backbone": backbone,
             "backbone_weights_random": backbone["weights"] is None,
             "crop": config_to_dict(cfg.crop),

@@ -18,6 +18,31 @@ from kaleido_tf.errors import DataError
 MANIFEST_NAME = "manifest.json"
 
 
+def manifest_header(
+    split: str, layout: schema.Layout, feature_dim: int, max_seq_length: int
+) -> dict[str, Any]:
+    """The keys every manifest starts with, whoever writes the folder (``prepare``,
+    ``import-easytransfer``): versions, creation time and the record shapes."""
+    import datetime
+
+    import kaleido_tf
+
+    return {
+        "schema_version": schema.SCHEMA_VERSION,
+        "kaleido_tf_version": kaleido_tf.__version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"
+        ),
+        "split": split,
+        "layout": layout.name,
+        "grids": list(layout.grids),
+        "num_patches": layout.num_patches,
+        "feature_dim": feature_dim,
+        "feature_dtype": schema.FEATURE_BYTES_DTYPE,
+        "max_seq_length": max_seq_length,
+    }
+
+
 def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> Path:
     """Writes ``folder/manifest.json`` atomically and returns its path."""
     path = Path(folder) / MANIFEST_NAME

@@ -12,6 +12,7 @@ import dataclasses
 from pathlib import Path
 
 from kaleido_tf.cli.progress import log
+from kaleido_tf.cli.training_run import add_training_arguments
 from kaleido_tf.errors import ConfigError, DataError
 
 TASKS = ("retrieval", "category", "subcategory", "captioning")
@@ -34,23 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="name under configs/ or a YAML path (default: "
         "kaleido_bert/finetune_<task>)",
     )
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument(
-        "--data",
-        "--data-dir",
-        dest="data",
-        required=True,
-        type=Path,
-        help="a `kaleido-tf prepare` output folder (training split)",
-    )
-    p.add_argument("--model-dir", required=True, type=Path)
-    p.add_argument(
-        "--init-from",
-        type=Path,
-        help="a pretraining run folder (its latest checkpoint) or a checkpoint "
+    add_training_arguments(
+        p,
+        "a pretraining run folder (its latest checkpoint) or a checkpoint "
         "prefix; omit only to train from scratch",
     )
-    p.add_argument("--seed", type=int, help="overrides train.seed")
     return p
 
 

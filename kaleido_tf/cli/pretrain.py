@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from kaleido_tf.cli.training_run import add_training_arguments
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -24,23 +25,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default="kaleido_bert/pretrain",
         help="name under configs/ (e.g. kaleido_bert/pretrain) or a YAML path",
     )
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument(
-        "--data",
-        "--data-dir",
-        dest="data",
-        required=True,
-        type=Path,
-        help="a `kaleido-tf prepare` output folder (training split)",
-    )
-    p.add_argument("--model-dir", required=True, type=Path)
-    p.add_argument(
-        "--init-from",
-        type=Path,
-        help="Google BERT directory (bert_config.json, bert_model.ckpt, vocab.txt) "
+    add_training_arguments(
+        p,
+        "Google BERT directory (bert_config.json, bert_model.ckpt, vocab.txt) "
         "or a released EasyTransfer checkpoint prefix (model.ckpt-54198)",
     )
-    p.add_argument("--seed", type=int, help="overrides train.seed")
     return p
 
 

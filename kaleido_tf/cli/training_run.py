@@ -4,8 +4,27 @@ report (preemption exit status, chief-only outputs, loss curves)."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from kaleido_tf.cli.progress import log
+
+
+def add_training_arguments(p: argparse.ArgumentParser, init_help: str) -> None:
+    """``--set``, ``--data``, ``--model-dir``, ``--init-from``, ``--seed``: the
+    arguments ``pretrain`` and ``finetune`` share (``--init-from`` means what
+    ``init_help`` says)."""
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--data",
+        "--data-dir",
+        dest="data",
+        required=True,
+        type=Path,
+        help="a `kaleido-tf prepare` output folder (training split)",
+    )
+    p.add_argument("--model-dir", required=True, type=Path)
+    p.add_argument("--init-from", type=Path, help=init_help)
+    p.add_argument("--seed", type=int, help="overrides train.seed")
 
 
 def fit_and_report(trainer, args: argparse.Namespace, title: str) -> int:
