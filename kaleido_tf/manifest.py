@@ -19,7 +19,10 @@ MANIFEST_NAME = "manifest.json"
 
 
 def manifest_header(
-    split: str, layout: schema.Layout, feature_dim: int, max_seq_length: int
+    split: str,
+    layout: schema.Layout | schema.RegionLayout,
+    feature_dim: int,
+    max_seq_length: int,
 ) -> dict[str, Any]:
     """The keys every manifest starts with, whoever writes the folder (``prepare``,
     ``import-easytransfer``): versions, creation time and the record shapes."""
@@ -105,4 +108,6 @@ def manifest_fields(manifest: dict[str, Any]) -> dict[str, schema.FieldSpec]:
         schema.get_layout(manifest["layout"]),
         manifest["max_seq_length"],
         manifest["feature_dim"],
+        num_classes=int(manifest.get("num_classes", 0)),
+        class_distribution=bool(manifest.get("class_distribution", False)),
     )

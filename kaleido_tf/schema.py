@@ -54,10 +54,44 @@ class Layout:
         return slice(start, start + grid * grid)
 
 
+@dataclasses.dataclass(frozen=True)
+class RegionLayout:
+    """Detector regions (RoIs) instead of patches: ImageBERT / InterBERT.
+
+    Up to ``max_regions`` regions per image, top-scored first, zero-padded, with a
+    ``num_regions`` count; each has a pooled feature, its box in source pixels, the
+    normalised 5-D location ``(x1/W, y1/H, x2/W, y2/H, area/(W H))``
+    (imagebert_interbert_commercemm.md §2.2) and the detector's class (and,
+    optionally, its class distribution for KL targets).
+
+    Attributes:
+        name: Layout id used in configs and manifests.
+        max_regions: R, the padded region count (ImageBERT: 100; ablation: 36).
+    """
+
+    name: str
+    max_regions: int
+
+    @property
+    def num_patches(self) -> int:
+        """R: the visual tokens of one image (the name patch layouts use)."""
+        return self.max_regions
+
+    @property
+    def grids(self) -> tuple[int, ...]:
+        """No grids: regions come from a detector."""
+        return ()
+
+    pixel_variants = False
+
+
 # Kaleido-BERT §3.2: 1x1 ... 5x5 = 55 patches. FashionBERT §3.1: one 8x8 grid.
-LAYOUTS: dict[str, Layout] = {
+# ImageBERT §3.2: the top-100 RoIs (36 in the Table 4 ablation).
+LAYOUTS: dict[str, Layout | RegionLayout] = {
     "kaleido": Layout("kaleido", (1, 2, 3, 4, 5), pixel_variants=True),
     "grid8": Layout("grid8", (8,), pixel_variants=False),
+    "regions100": RegionLayout("regions100", 100),
+    "regions36": RegionLayout("regions36", 36),
 }
 
 # Pixel-space pretext variants of the kaleido layout (kaleido_fashionbert.md §4.5):
@@ -75,7 +109,7 @@ BOX_DIM = 5  # [x1, x2, y1, y2, w*h], normalised by the crop's width and height
 MAX_ALIGNMENT_PAIRS = 64
 
 
-def get_layout(name: str) -> Layout:
+def get_layout(name: str) -> Layout | RegionLayout:
     """Returns the layout called ``name``; raises DataError listing valid names."""
     try:
         return LAYOUTS[name]
@@ -109,18 +143,11 @@ class FieldSpec:
         return n
 
 
-def record_fields(
-    layout: Layout, max_seq_length: int, feature_dim: int
-) -> dict[str, FieldSpec]:
-    """Returns every key of one image record, in writing order.
-
-    Args:
-        layout: The patch layout of the records.
-        max_seq_length: T, the padded text length including [CLS] and [SEP].
-        feature_dim: D, the backbone feature size.
-    """
-    p, t, d = layout.num_patches, max_seq_length, feature_dim
-    fields = {
+def text_fields(max_seq_length: int) -> dict[str, FieldSpec]:
+    """The keys every image record starts with, whatever its visual layout: ids,
+    categories and the product's WordPiece ids (T = ``max_seq_length``)."""
+    t = max_seq_length
+    return {
         "image_id": FieldSpec("bytes", (), "'<product id>_<pose index>'"),
         "product_id": FieldSpec("int64", (), "Fashion-Gen input_productID"),
         "pose_index": FieldSpec("int64", (), "1-based view index within product"),
@@ -131,6 +158,74 @@ def record_fields(
         "word_index": FieldSpec(
             "int64", (t,), "index of the source word of each token; -1 special/pad"
         ),
+    }
+
+
+def region_fields(
+    layout: RegionLayout,
+    feature_dim: int,
+    num_classes: int,
+    class_distribution: bool,
+) -> dict[str, FieldSpec]:
+    """The visual keys of a region record (after ``text_fields``).
+
+    Args:
+        layout: The region layout (R regions).
+        feature_dim: D, the pooled RoI feature size (2048).
+        num_classes: C, the detector's object classes (Visual Genome: 1600).
+        class_distribution: Records carry each region's class distribution
+            (``region_class_probs``) for the KL variant of MOC / MRM.
+    """
+    r, d = layout.max_regions, feature_dim
+    fields = {
+        "image_size": FieldSpec("int64", (2,), "W, H of the source image, pixels"),
+        "num_regions": FieldSpec("int64", (), "real regions (<= R), best first"),
+        "region_boxes": FieldSpec(
+            "float32", (r, 4), "x1, y1, x2, y2 in source pixels; 0 = padding"
+        ),
+        "region_locations": FieldSpec(
+            "float32", (r, BOX_DIM), "(x1/W, y1/H, x2/W, y2/H, area/(W H)); 0-pad"
+        ),
+        "region_features": FieldSpec("float16_bytes", (r, d), "pooled RoI features"),
+        "region_scores": FieldSpec("float32", (r,), "detector confidence; 0 = pad"),
+        "region_classes": FieldSpec(
+            "int64", (r,), f"detector class 0..{num_classes - 1}; -1 = padding"
+        ),
+    }
+    if class_distribution:
+        fields["region_class_probs"] = FieldSpec(
+            "float16_bytes", (r, num_classes), "detector class distribution"
+        )
+    return fields
+
+
+def record_fields(
+    layout: Layout | RegionLayout,
+    max_seq_length: int,
+    feature_dim: int,
+    num_classes: int = 0,
+    class_distribution: bool = False,
+) -> dict[str, FieldSpec]:
+    """Returns every key of one image record, in writing order.
+
+    Args:
+        layout: The patch or region layout of the records.
+        max_seq_length: T, the padded text length including [CLS] and [SEP].
+        feature_dim: D, the backbone (or RoI) feature size.
+        num_classes: Region layouts: C, the detector's classes.
+        class_distribution: Region layouts: whether records carry
+            ``region_class_probs``.
+    """
+    if isinstance(layout, RegionLayout):
+        if num_classes < 1:
+            raise DataError(f"layout {layout.name!r} needs num_classes >= 1")
+        return {
+            **text_fields(max_seq_length),
+            **region_fields(layout, feature_dim, num_classes, class_distribution),
+        }
+    p, d = layout.num_patches, feature_dim
+    fields = {
+        **text_fields(max_seq_length),
         "crop_box": FieldSpec(
             "int64", (4,), "x1, y1, x2, y2 of the square crop in source pixels"
         ),
