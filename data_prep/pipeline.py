@@ -93,7 +93,8 @@ def split_name(h5_path: Path) -> str:
     return stem
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's content (read in 1 MiB blocks)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -108,12 +109,12 @@ def _settings(req: PrepareRequest, num_rows: int) -> dict[str, Any]:
         "config": config_to_dict(req.config),
         "source": {"path": str(src), "bytes": src.stat().st_size, "rows": num_rows},
         "backbone_weights_sha256": (
-            _sha256_file(req.backbone_weights) if req.backbone_weights else None
+            sha256_file(req.backbone_weights) if req.backbone_weights else None
         ),
         "random_init_seed": None if req.backbone_weights else req.seed,
-        "vocab_sha256": _sha256_file(req.vocab_path) if req.vocab_path else None,
+        "vocab_sha256": sha256_file(req.vocab_path) if req.vocab_path else None,
         "categories_sha256": (
-            _sha256_file(req.categories_path) if req.categories_path else None
+            sha256_file(req.categories_path) if req.categories_path else None
         ),
         "split": req.split or split_name(req.h5_path),
     }
@@ -141,7 +142,7 @@ def _verify_shards(out_dir: Path, names: list[str], log) -> None:
             log(f"{name}: marker has no checksum (older build), not verified")
             continue
         size = path.stat().st_size
-        if size != marker["bytes"] or _sha256_file(path) != marker["sha256"]:
+        if size != marker["bytes"] or sha256_file(path) != marker["sha256"]:
             raise DataError(
                 f"{path}: {size} bytes whose SHA-256 differs from what its worker "
                 f"recorded ({marker['bytes']} bytes): the copy is damaged; copy it "
@@ -157,9 +158,20 @@ def _clear_build(out_dir: Path) -> None:
 
 
 def _check_settings(req: PrepareRequest, settings: dict[str, Any], log) -> None:
-    path = req.out_dir / SETTINGS_NAME
+    check_settings(req.out_dir, req.overwrite, settings, log)
+
+
+def check_settings(
+    out_dir: Path, overwrite: bool, settings: dict[str, Any], log
+) -> None:
+    """Starts, resumes or (``overwrite``) replaces the build in ``out_dir``.
+
+    A folder whose ``build_settings.json`` differs from ``settings`` is refused
+    unless ``overwrite``, which removes the previous shards and manifest.
+    """
+    path = out_dir / SETTINGS_NAME
     if not path.is_file():
-        _clear_build(req.out_dir)
+        _clear_build(out_dir)
         atomic_write_json(path, settings)
         return
     try:
@@ -168,28 +180,30 @@ def _check_settings(req: PrepareRequest, settings: dict[str, Any], log) -> None:
         old = {}
     if old == settings:
         return
-    changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings[k])
-    if not req.overwrite:
+    changed = sorted(
+        k for k in set(old) | set(settings) if old.get(k) != settings.get(k)
+    )
+    if not overwrite:
         raise DataError(
-            f"{req.out_dir} holds a build made with other settings (differs in "
+            f"{out_dir} holds a build made with other settings (differs in "
             f"{changed}): pass --overwrite to replace it, or choose another --out"
         )
-    log(f"--overwrite: removing the previous build in {req.out_dir} ({changed})")
-    _clear_build(req.out_dir)
+    log(f"--overwrite: removing the previous build in {out_dir} ({changed})")
+    _clear_build(out_dir)
     atomic_write_json(path, settings)
 
 
 def _category_vocab(
-    req: PrepareRequest, products: list[Product]
+    categories_path: Path | None, products: list[Product]
 ) -> dict[str, list[str]]:
-    if req.categories_path is not None:
+    if categories_path is not None:
         try:
-            vocab = json.loads(req.categories_path.read_text(encoding="utf-8"))
+            vocab = json.loads(categories_path.read_text(encoding="utf-8"))
             assert isinstance(vocab["category"], list)
             assert isinstance(vocab["subcategory"], list)
         except (OSError, ValueError, KeyError, AssertionError, TypeError):
             raise DataError(
-                f"{req.categories_path} is not a categories.json written by "
+                f"{categories_path} is not a categories.json written by "
                 "`kaleido-tf prepare` (keys 'category' and 'subcategory', lists)"
             ) from None
         return {"category": vocab["category"], "subcategory": vocab["subcategory"]}
@@ -197,6 +211,315 @@ def _category_vocab(
         "category": sorted({p.category for p in products}),
         "subcategory": sorted({p.subcategory for p in products}),
     }
+
+
+@dataclasses.dataclass
+class SplitTexts:
+    """The text side of one split, shared by every visual layout.
+
+    Attributes:
+        products: Products with a non-empty text, in source order.
+        counts: Source and text counts for the manifest.
+        categories: ``{"category": [...], "subcategory": [...]}``.
+        vocab: The WordPiece vocabulary.
+        vocab_source: Where the vocabulary came from (for the manifest).
+        input_ids: int32 [len(products), T] WordPiece ids.
+        word_index: int32 [len(products), T] source word of each token; -1.
+        product_of_row: int64 [rows]: index in ``products``; -1 = skipped row.
+        pose_of_row: int64 [rows]: 1-based view index within the product.
+    """
+
+    products: list[Product]
+    counts: dict[str, int]
+    categories: dict[str, list[str]]
+    vocab: list[str]
+    vocab_source: str
+    input_ids: np.ndarray
+    word_index: np.ndarray
+    product_of_row: np.ndarray
+    pose_of_row: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.cat_id = {c: i for i, c in enumerate(self.categories["category"])}
+        self.sub_id = {c: i for i, c in enumerate(self.categories["subcategory"])}
+
+    def image_id(self, row: int) -> str | None:
+        """``'<product id>_<pose index>'`` of a source row; None if skipped."""
+        k = int(self.product_of_row[row])
+        if k < 0:
+            return None
+        return f"{self.products[k].product_id}_{int(self.pose_of_row[row])}"
+
+    def text_values(self, row: int) -> dict[str, Any] | None:
+        """The ``schema.text_fields`` values of a source row; None if skipped."""
+        k = int(self.product_of_row[row])
+        if k < 0:
+            return None
+        p = self.products[k]
+        pose = int(self.pose_of_row[row])
+        return {
+            "image_id": f"{p.product_id}_{pose}".encode(),
+            "product_id": p.product_id,
+            "pose_index": pose,
+            "source_row": row,
+            "category_id": self.cat_id.get(p.category, -1),
+            "subcategory_id": self.sub_id.get(p.subcategory, -1),
+            "input_ids": self.input_ids[k],
+            "word_index": self.word_index[k],
+        }
+
+    def manifest_entries(self) -> dict[str, Any]:
+        """The manifest keys that describe the text side."""
+        return {
+            "vocab_file": VOCAB_NAME,
+            "vocab_size": len(self.vocab),
+            "vocab_source": self.vocab_source,
+            "categories_file": CATEGORIES_NAME,
+            "num_categories": len(self.categories["category"]),
+            "num_subcategories": len(self.categories["subcategory"]),
+            "products_file": PRODUCTS_NAME,
+        }
+
+
+def encode_split_texts(
+    reader: FashionGenReader,
+    out_dir: Path,
+    text_config,
+    vocab_path: Path | None,
+    categories_path: Path | None,
+    log: Callable[[str], None],
+) -> SplitTexts:
+    """Groups rows into products, encodes their texts and writes the text files.
+
+    Writes ``vocab.txt``, ``categories.json`` and ``products.jsonl`` to
+    ``out_dir`` (atomically). Products with an empty text are skipped.
+
+    Args:
+        reader: The open source file.
+        out_dir: The output folder.
+        text_config: A ``TextConfig``.
+        vocab_path: A BERT ``vocab.txt``; None learns one from the texts (demo).
+        categories_path: ``categories.json`` of another build, or None.
+        log: Logger of one-line messages.
+    """
+    from data_prep.text.wordpiece import WordPieceEncoder, learn_vocab, read_vocab
+
+    all_products = reader.products()
+    products = [p for p in all_products if p.text]
+    counts: dict[str, int] = {
+        "source_rows": reader.num_rows,
+        "source_products": len(all_products),
+        "skipped_empty_text_products": len(all_products) - len(products),
+        "skipped_empty_text_rows": sum(len(p.rows) for p in all_products)
+        - sum(len(p.rows) for p in products),
+        "repaired_texts": sum(p.text_repaired for p in products),
+    }
+    cats = _category_vocab(categories_path, products)
+    cat_id = {c: i for i, c in enumerate(cats["category"])}
+    sub_id = {c: i for i, c in enumerate(cats["subcategory"])}
+    counts["unknown_category_products"] = sum(
+        p.category not in cat_id or p.subcategory not in sub_id for p in products
+    )
+    if vocab_path is not None:
+        vocab = read_vocab(vocab_path)
+        vocab_source = f"given: {vocab_path.resolve()}"
+    else:
+        log(
+            "no --vocab given: learning a WordPiece vocabulary from these texts "
+            "(demo-only; real runs use BERT's vocab.txt)"
+        )
+        vocab = learn_vocab(
+            [p.text for p in products],
+            text_config.demo_vocab_size,
+            text_config.lower_case,
+        )
+        vocab_source = "learned from the texts of this split (demo only)"
+    encoder = WordPieceEncoder(
+        vocab, text_config.max_seq_length, text_config.lower_case
+    )
+    input_ids, word_index, truncated = encoder.encode([p.text for p in products])
+    counts["truncated_texts"] = truncated
+
+    atomic_write_text(out_dir / VOCAB_NAME, "\n".join(vocab) + "\n")
+    atomic_write_json(out_dir / CATEGORIES_NAME, cats)
+    lines = []
+    for i, p in enumerate(products):
+        n_tokens = int((word_index[i] >= 0).sum()) + 2
+        lines.append(
+            json.dumps(
+                {
+                    "product_id": p.product_id,
+                    "category": p.category,
+                    "subcategory": p.subcategory,
+                    "category_id": cat_id.get(p.category, -1),
+                    "subcategory_id": sub_id.get(p.subcategory, -1),
+                    "num_images": len(p.rows),
+                    "text": p.text,
+                    "input_ids": input_ids[i, :n_tokens].tolist(),
+                },
+                ensure_ascii=False,
+            )
+        )
+    atomic_write_text(out_dir / PRODUCTS_NAME, "\n".join(lines) + "\n")
+
+    product_of_row = np.full(reader.num_rows, -1, np.int64)
+    pose_of_row = np.zeros(reader.num_rows, np.int64)
+    for i, p in enumerate(products):
+        product_of_row[list(p.rows)] = i
+        pose_of_row[list(p.rows)] = np.arange(1, len(p.rows) + 1)
+    return SplitTexts(
+        products=products,
+        counts=counts,
+        categories=cats,
+        vocab=vocab,
+        vocab_source=vocab_source,
+        input_ids=input_ids,
+        word_index=word_index,
+        product_of_row=product_of_row,
+        pose_of_row=pose_of_row,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardPlan:
+    """Which shards exist and which this worker still has to write.
+
+    Attributes:
+        names: Every shard name; shard i holds source rows [i*S, (i+1)*S).
+        pending: Indices this worker writes now (no ``.done.json`` yet).
+        skipped: How many of this worker's shards were already finished.
+        records_per_shard: S.
+        num_rows: Source rows.
+    """
+
+    names: list[str]
+    pending: list[int]
+    skipped: int
+    records_per_shard: int
+    num_rows: int
+
+    def rows(self, index: int) -> tuple[int, int]:
+        """``(start, stop)`` source rows of shard ``index``."""
+        start = index * self.records_per_shard
+        return start, min(start + self.records_per_shard, self.num_rows)
+
+
+def plan_shards(
+    out_dir: Path,
+    split: str,
+    num_rows: int,
+    records_per_shard: int,
+    num_workers: int,
+    worker_index: int,
+    merge: bool,
+) -> ShardPlan:
+    """Shard names and this worker's unfinished shards (i % num_workers)."""
+    num_shards = max(1, math.ceil(num_rows / records_per_shard))
+    names = [_shard_name(split, i, num_shards) for i in range(num_shards)]
+    mine = [i for i in range(num_shards) if i % num_workers == worker_index]
+    if merge:
+        mine = []
+    pending = [i for i in mine if not _done_marker(out_dir, names[i]).is_file()]
+    return ShardPlan(
+        names, pending, len(mine) - len(pending), records_per_shard, num_rows
+    )
+
+
+def write_shard(
+    out_dir: Path,
+    name: str,
+    rows: tuple[int, int],
+    records,
+    shard_counts: dict[str, int],
+) -> dict[str, Any]:
+    """Writes one shard atomically, then its ``.done.json`` marker.
+
+    Args:
+        out_dir: The output folder.
+        name: Shard file name.
+        rows: ``(start, stop)`` source rows it covers.
+        records: Iterable of serialised examples; it may update
+            ``shard_counts`` while it is consumed.
+        shard_counts: Counts recorded in the marker; ``records`` is set here.
+
+    Returns:
+        The marker's content.
+    """
+    from data_prep.tfrecord.shard_writer import ShardWriter
+
+    with ShardWriter(out_dir / name) as writer:
+        for record in records:
+            writer.write(record)
+        shard_counts["records"] = writer.count
+        writer.commit()
+    shard_path = out_dir / name
+    marker = {
+        "file": name,
+        "rows": list(rows),
+        **shard_counts,
+        "bytes": shard_path.stat().st_size,
+        "sha256": sha256_file(shard_path),
+    }
+    atomic_write_json(_done_marker(out_dir, name), marker)
+    return marker
+
+
+def finish_shards(
+    out_dir: Path,
+    plan: ShardPlan,
+    merge: bool,
+    split: str,
+    log: Callable[[str], None],
+) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
+    """After this worker's shards: decides whether the manifest is due.
+
+    Returns:
+        ``(summary, markers)``: the run summary, and the done markers of every
+        shard when the manifest must be written now, else None (shards of other
+        workers are missing, or the folder was already complete; the summary
+        then says so).
+
+    Raises:
+        DataError: ``merge`` and a shard is missing, or a copy is damaged.
+    """
+    names = plan.names
+    num_shards = len(names)
+    missing = [n for n in names if not _done_marker(out_dir, n).is_file()]
+    manifest_path = out_dir / MANIFEST_NAME
+    summary: dict[str, Any] = {
+        "out_dir": str(out_dir),
+        "split": split,
+        "shards_total": num_shards,
+        "shards_written": len(plan.pending),
+        "shards_skipped_finished": plan.skipped,
+        "shards_missing": len(missing),
+        "manifest": None,
+    }
+    if missing and merge:
+        raise DataError(
+            f"{out_dir}: {len(missing)} of {num_shards} shards are missing "
+            f"or unfinished (first: {missing[0]}): run the worker that owns "
+            "each (shard i belongs to --worker-index i % --num-workers), then "
+            "merge again"
+        )
+    if merge:
+        _verify_shards(out_dir, names, log)
+    if missing:
+        log(
+            f"{len(missing)} of {num_shards} shards are still missing (other "
+            "workers): the manifest is written by the run that finishes last"
+        )
+        return summary, None
+    if not plan.pending and manifest_path.is_file() and not merge:
+        log(f"{out_dir}: already complete, nothing to do")
+        summary["manifest"] = str(manifest_path)
+        summary["counts"] = json.loads(manifest_path.read_text("utf-8"))["counts"]
+        return summary, None
+    markers = [
+        json.loads(_done_marker(out_dir, name).read_text(encoding="utf-8"))
+        for name in names
+    ]
+    return summary, markers
 
 
 class _ShardBuilder:
@@ -289,87 +612,31 @@ def prepare(req: PrepareRequest, log: Callable[[str], None] | None = None) -> di
         settings = _settings(req, reader.num_rows)
         _check_settings(req, settings, log)
 
-        # Products, category ids, texts.
-        all_products = reader.products()
-        products = [p for p in all_products if p.text]
-        counts: dict[str, int] = {
-            "source_rows": reader.num_rows,
-            "source_products": len(all_products),
-            "skipped_empty_text_products": len(all_products) - len(products),
-            "skipped_empty_text_rows": sum(len(p.rows) for p in all_products)
-            - sum(len(p.rows) for p in products),
-            "repaired_texts": sum(p.text_repaired for p in products),
-        }
-        cats = _category_vocab(req, products)
-        cat_id = {c: i for i, c in enumerate(cats["category"])}
-        sub_id = {c: i for i, c in enumerate(cats["subcategory"])}
-        counts["unknown_category_products"] = sum(
-            p.category not in cat_id or p.subcategory not in sub_id for p in products
+        texts = encode_split_texts(
+            reader,
+            req.out_dir,
+            cfg.text,
+            req.vocab_path,
+            req.categories_path,
+            log,
         )
-
-        from data_prep.text.wordpiece import WordPieceEncoder, learn_vocab, read_vocab
-
-        if req.vocab_path is not None:
-            vocab = read_vocab(req.vocab_path)
-            vocab_source = f"given: {req.vocab_path.resolve()}"
-        else:
-            log(
-                "no --vocab given: learning a WordPiece vocabulary from these texts "
-                "(demo-only; real runs use BERT's vocab.txt)"
-            )
-            vocab = learn_vocab(
-                [p.text for p in products],
-                cfg.text.demo_vocab_size,
-                cfg.text.lower_case,
-            )
-            vocab_source = "learned from the texts of this split (demo only)"
-        encoder = WordPieceEncoder(vocab, cfg.text.max_seq_length, cfg.text.lower_case)
-        input_ids, word_index, truncated = encoder.encode([p.text for p in products])
-        counts["truncated_texts"] = truncated
-
-        atomic_write_text(req.out_dir / VOCAB_NAME, "\n".join(vocab) + "\n")
-        atomic_write_json(req.out_dir / CATEGORIES_NAME, cats)
-        lines = []
-        for i, p in enumerate(products):
-            n_tokens = int((word_index[i] >= 0).sum()) + 2
-            lines.append(
-                json.dumps(
-                    {
-                        "product_id": p.product_id,
-                        "category": p.category,
-                        "subcategory": p.subcategory,
-                        "category_id": cat_id.get(p.category, -1),
-                        "subcategory_id": sub_id.get(p.subcategory, -1),
-                        "num_images": len(p.rows),
-                        "text": p.text,
-                        "input_ids": input_ids[i, :n_tokens].tolist(),
-                    },
-                    ensure_ascii=False,
-                )
-            )
-        atomic_write_text(req.out_dir / PRODUCTS_NAME, "\n".join(lines) + "\n")
-
-        # Row -> product lookup.
-        product_of_row = np.full(reader.num_rows, -1, np.int64)
-        pose_of_row = np.zeros(reader.num_rows, np.int64)
-        for i, p in enumerate(products):
-            product_of_row[list(p.rows)] = i
-            pose_of_row[list(p.rows)] = np.arange(1, len(p.rows) + 1)
+        products, counts = texts.products, texts.counts
 
         # Shards.
-        per_shard = cfg.output.records_per_shard
-        num_shards = max(1, math.ceil(reader.num_rows / per_shard))
-        names = [_shard_name(split, i, num_shards) for i in range(num_shards)]
-        mine = [i for i in range(num_shards) if i % req.num_workers == req.worker_index]
-        if req.merge:
-            mine = []
-        pending = [i for i in mine if not _done_marker(req.out_dir, names[i]).is_file()]
-        skipped_shards = len(mine) - len(pending)
-        if pending:
+        plan = plan_shards(
+            req.out_dir,
+            split,
+            reader.num_rows,
+            cfg.output.records_per_shard,
+            req.num_workers,
+            req.worker_index,
+            req.merge,
+        )
+        names = plan.names
+        if plan.pending:
             from data_prep.backbones.patch_feature_extractor import (
                 PatchFeatureExtractor,
             )
-            from data_prep.tfrecord.shard_writer import ShardWriter
 
             if req.backbone_weights is None:
                 log(
@@ -388,10 +655,7 @@ def prepare(req: PrepareRequest, log: Callable[[str], None] | None = None) -> di
                 layout, cfg.text.max_seq_length, extractor.feature_dim
             )
             builder = _ShardBuilder(req, extractor, fields)
-            total = sum(
-                min((i + 1) * per_shard, reader.num_rows) - i * per_shard
-                for i in pending
-            )
+            total = sum(b - a for a, b in map(plan.rows, plan.pending))
             bar = tqdm(
                 total=total,
                 unit="img",
@@ -400,63 +664,41 @@ def prepare(req: PrepareRequest, log: Callable[[str], None] | None = None) -> di
                 file=sys.stderr,
                 dynamic_ncols=True,
             )
+
+            def shard_records(start: int, stop: int, shard_counts: dict):
+                batch: list[dict[str, Any]] = []
+                for row, image in reader.iter_images(start, stop):
+                    item = texts.text_values(row)
+                    if item is None:
+                        shard_counts["skipped_rows"] += 1
+                        bar.update(1)
+                        continue
+                    pixels, box = builder.pixels(image)
+                    shard_counts["crop_fallback"] += not box.found_foreground
+                    item["crop_box"] = np.asarray(
+                        [box.x1, box.y1, box.x2, box.y2], np.int64
+                    )
+                    item["pixels"] = pixels
+                    item["num_pixels"] = len(pixels)
+                    batch.append(item)
+                    if len(batch) == cfg.output.images_per_batch:
+                        yield from builder.records(batch)
+                        bar.update(len(batch))
+                        batch.clear()
+                if batch:
+                    yield from builder.records(batch)
+                    bar.update(len(batch))
+
             with bar:
-                for i in pending:
-                    start = i * per_shard
-                    stop = min(start + per_shard, reader.num_rows)
+                for i in plan.pending:
+                    start, stop = plan.rows(i)
                     shard_counts = {"records": 0, "skipped_rows": 0, "crop_fallback": 0}
-                    with ShardWriter(req.out_dir / names[i]) as writer:
-                        batch: list[dict[str, Any]] = []
-
-                        def flush() -> None:
-                            for record in builder.records(batch):
-                                writer.write(record)
-                            bar.update(len(batch))
-                            batch.clear()
-
-                        for row, image in reader.iter_images(start, stop):
-                            k = int(product_of_row[row])
-                            if k < 0:
-                                shard_counts["skipped_rows"] += 1
-                                bar.update(1)
-                                continue
-                            p = products[k]
-                            pixels, box = builder.pixels(image)
-                            shard_counts["crop_fallback"] += not box.found_foreground
-                            pose = int(pose_of_row[row])
-                            batch.append(
-                                {
-                                    "image_id": f"{p.product_id}_{pose}".encode(),
-                                    "product_id": p.product_id,
-                                    "pose_index": pose,
-                                    "source_row": row,
-                                    "category_id": cat_id.get(p.category, -1),
-                                    "subcategory_id": sub_id.get(p.subcategory, -1),
-                                    "input_ids": input_ids[k],
-                                    "word_index": word_index[k],
-                                    "crop_box": np.asarray(
-                                        [box.x1, box.y1, box.x2, box.y2], np.int64
-                                    ),
-                                    "pixels": pixels,
-                                    "num_pixels": len(pixels),
-                                }
-                            )
-                            if len(batch) == cfg.output.images_per_batch:
-                                flush()
-                        if batch:
-                            flush()
-                        shard_counts["records"] = writer.count
-                        writer.commit()
-                    shard_path = req.out_dir / names[i]
-                    atomic_write_json(
-                        _done_marker(req.out_dir, names[i]),
-                        {
-                            "file": names[i],
-                            "rows": [start, stop],
-                            **shard_counts,
-                            "bytes": shard_path.stat().st_size,
-                            "sha256": _sha256_file(shard_path),
-                        },
+                    write_shard(
+                        req.out_dir,
+                        names[i],
+                        (start, stop),
+                        shard_records(start, stop, shard_counts),
+                        shard_counts,
                     )
                     log(
                         f"shard {names[i]}: {shard_counts['records']} records "
@@ -465,44 +707,11 @@ def prepare(req: PrepareRequest, log: Callable[[str], None] | None = None) -> di
             backbone = extractor.describe()
             atomic_write_json(req.out_dir / "backbone.json", backbone)
 
-        missing = [n for n in names if not _done_marker(req.out_dir, n).is_file()]
-        manifest_path = req.out_dir / MANIFEST_NAME
-        summary = {
-            "out_dir": str(req.out_dir),
-            "split": split,
-            "shards_total": num_shards,
-            "shards_written": len(pending),
-            "shards_skipped_finished": skipped_shards,
-            "shards_missing": len(missing),
-            "manifest": None,
-        }
-        if missing and req.merge:
-            raise DataError(
-                f"{req.out_dir}: {len(missing)} of {num_shards} shards are missing "
-                f"or unfinished (first: {missing[0]}): run the worker that owns "
-                "each (shard i belongs to --worker-index i % --num-workers), then "
-                "merge again"
-            )
-        if req.merge:
-            _verify_shards(req.out_dir, names, log)
-        if missing:
-            log(
-                f"{len(missing)} of {num_shards} shards are still missing (other "
-                "workers): the manifest is written by the run that finishes last"
-            )
-            return summary
-        if not pending and manifest_path.is_file() and not req.merge:
-            log(f"{req.out_dir}: already complete, nothing to do")
-            summary["manifest"] = str(manifest_path)
-            summary["counts"] = json.loads(manifest_path.read_text("utf-8"))["counts"]
+        summary, shards = finish_shards(req.out_dir, plan, req.merge, split, log)
+        if shards is None:
             return summary
         backbone_path = req.out_dir / "backbone.json"
         backbone = json.loads(backbone_path.read_text(encoding="utf-8"))
-        shards = []
-        for name in names:
-            shards.append(
-                json.loads(_done_marker(req.out_dir, name).read_text(encoding="utf-8"))
-            )
         counts["images"] = sum(s["records"] for s in shards)
         counts["products"] = len(products)
         counts["crop_fallback_full_image"] = sum(s["crop_fallback"] for s in shards)
@@ -515,13 +724,7 @@ def prepare(req: PrepareRequest, log: Callable[[str], None] | None = None) -> di
             "crop": config_to_dict(cfg.crop),
             "text": config_to_dict(cfg.text),
             "config_source": req.config_source,
-            "vocab_file": VOCAB_NAME,
-            "vocab_size": len(vocab),
-            "vocab_source": vocab_source,
-            "categories_file": CATEGORIES_NAME,
-            "num_categories": len(cats["category"]),
-            "num_subcategories": len(cats["subcategory"]),
-            "products_file": PRODUCTS_NAME,
+            **texts.manifest_entries(),
             "source": settings["source"],
             "counts": counts,
             "shards": [

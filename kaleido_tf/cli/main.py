@@ -22,6 +22,7 @@ from kaleido_tf.cli import (
     import_easytransfer,
     inspect,
     prepare,
+    prepare_regions,
     pretrain,
     synth,
 )
@@ -30,6 +31,7 @@ from kaleido_tf.errors import KaleidoError
 SUBCOMMANDS = {
     "synth": synth,
     "prepare": prepare,
+    "prepare-regions": prepare_regions,
     "align": align,
     "pretrain": pretrain,
     "finetune": finetune,

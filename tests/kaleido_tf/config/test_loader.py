@@ -5,7 +5,7 @@ from typing import Literal
 
 import pytest
 
-from kaleido_tf.config.data_prep import PrepareConfig
+from kaleido_tf.config.data_prep import PrepareConfig, RegionPrepareConfig
 from kaleido_tf.config.loader import (
     CONFIG_ROOT,
     load_dataclass,
@@ -95,11 +95,26 @@ def test_cross_field_checks_report_the_section(tmp_path):
         load_dataclass(PrepareConfig, path)
 
 
+# Each data config is one of these: patch layouts (prepare), detector regions
+# (prepare-regions).
+DATA_CONFIG_CLASSES = (PrepareConfig, RegionPrepareConfig)
+
+
+def _load_data_config(path):
+    errors = []
+    for cls in DATA_CONFIG_CLASSES:
+        try:
+            return load_dataclass(cls, path)
+        except ConfigError as e:
+            errors.append(str(e))
+    raise AssertionError(f"{path.name} loads as no data config: {errors}")
+
+
 def test_every_shipped_data_config_loads_and_comments_its_values():
     paths = sorted((CONFIG_ROOT / "data").glob("*.yaml"))
     assert {p.stem for p in paths} >= {"fashiongen_kaleido", "fashiongen_grid8"}
     for path in paths:
-        load_dataclass(PrepareConfig, path)
+        _load_data_config(path)
         for line in path.read_text().splitlines():
             if (
                 ":" in line

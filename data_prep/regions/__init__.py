@@ -1,0 +1,1 @@
+"""Detector regions (RoIs) for ImageBERT / InterBERT records."""
