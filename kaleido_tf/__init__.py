@@ -65,6 +65,8 @@ def dummy_batch(config, batch_size: int = 2, text_length: int = 8):
         "g2cm_positions": tf.zeros([b, 2], tf.int32),
         "b2cm_positions": tf.zeros([b, 3], tf.int32),
         "mpm_positions": tf.zeros([b, 6], tf.int32),  # FashionBERT (F-Q5)
+        "moc_positions": tf.zeros([b, 1], tf.int32),  # ImageBERT (any K builds)
+        "mrfr_positions": tf.zeros([b, 1], tf.int32),
     }
 
 

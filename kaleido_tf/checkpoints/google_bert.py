@@ -255,6 +255,23 @@ def _name_map(
         embeddings(emb.layer_norm.gamma, "LayerNorm/gamma", (h,)),
         embeddings(emb.layer_norm.beta, "LayerNorm/beta", (h,)),
     ]
+    patches = encoder.patch_embedding
+    if getattr(patches, "sequence_position", False):
+        # ImageBERT §3.2: every visual token takes "a fixed dummy position" of
+        # BERT's position table (row 0, spec §2.11 #3) and the image segment is
+        # BERT's token-type row 1 (#4), so both start from BERT, as the text does.
+        entries.append(
+            embeddings(
+                patches.sequence_position_vector,
+                "position_embeddings",
+                (p, h),
+                "row_0",
+            )
+        )
+        if tuple(patches.segment_table.shape) == (t, h):
+            entries.append(
+                embeddings(patches.segment_table, "token_type_embeddings", (t, h))
+            )
     for i, block in enumerate(encoder.blocks):
         own = _block_variables(block)
         scope = f"bert/encoder/layer_{i}/"
@@ -354,6 +371,8 @@ def _converted_shape(
         return shape
     if conversion == "nsp_kernel":  # [2, H] -> [H, 2]
         return shape[::-1]
+    if conversion == "row_0":  # [P, H] -> [H]
+        return shape[1:]
     return shape
 
 
@@ -366,6 +385,8 @@ def _convert(
         return value.reshape(_converted_shape(conversion, value.shape, target, heads))
     if conversion == "first_rows":
         return value[: target[0]]
+    if conversion == "row_0":
+        return value[0]
     if conversion == "nsp_kernel":
         return value[_NSP_FOR_ITM].T  # [2, H] -> [H, 2], classes reordered
     if conversion == "nsp_bias":
@@ -380,6 +401,8 @@ def _describe_conversion(
         return f"reshaped {list(shape)} -> {list(converted)}"
     if conversion == "first_rows" and converted != shape:
         return f"first {converted[0]} of {shape[0]} rows"
+    if conversion == "row_0":
+        return "row 0 (ImageBERT's fixed visual sequence position)"
     if conversion == "nsp_kernel":
         return (
             f"transposed {list(shape)} -> {list(converted)}, classes swapped: "

@@ -7,6 +7,7 @@ Kaleido-BERT's paper values (kaleido_fashionbert.md §4.6, §6, §9).
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Literal
 
 
@@ -62,12 +63,13 @@ class ModelConfig:
 
     Attributes:
         encoder: See EncoderConfig.
-        layout: Patch layout of the data (``kaleido`` 55 patches, ``grid8`` 64).
+        layout: Patch layout of the data (``kaleido`` 55 patches, ``grid8`` 64,
+            ``regions100`` / ``regions36``: detector regions, ImageBERT).
         patch_feature_dim: D; must equal the prepared data's ``feature_dim``.
     """
 
     encoder: EncoderConfig = dataclasses.field(default_factory=EncoderConfig)
-    layout: Literal["kaleido", "grid8"] = "kaleido"
+    layout: Literal["kaleido", "grid8", "regions100", "regions36"] = "kaleido"
     patch_feature_dim: int = 2048
 
 
@@ -173,6 +175,74 @@ class FashionBertConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ImageBertConfig:
+    """ImageBERT's objectives, masking and region embedding (arXiv 2001.07966 §3).
+
+    Defaults follow imagebert_interbert_commercemm.md §2.2-§2.4 ([P] the paper,
+    [D] the spec's choice where the paper is silent).
+
+    Attributes:
+        mlm: Masked language modelling (Task 1).
+        moc: Masked object classification (Task 2).
+        mrfr: Masked region feature regression (Task 3).
+        itm: Image-text matching (Task 4).
+        token_mask_rate: Probability that a text token is chosen (15% [P]).
+        max_masked_tokens: M, masked-LM slots per example (static shapes; a text
+            with more chosen tokens keeps M of them at random).
+        region_mask_rate: Probability that a real region is chosen (15% [P]).
+        region_zero_prob: A chosen region's feature is zeroed with this
+            probability, else kept (90% [P]); its location is always kept [D].
+        max_masked_regions: K, masked-region slots per example (static shapes).
+        num_classes: C, the detector's object classes (Visual Genome: 1600 [P]);
+            must equal the data's ``num_classes``.
+        moc_target: ``label``: CE on the detector's hard label ([P]);
+            ``distribution``: KL to ``region_class_probs`` (UNITER's variant).
+        image_swap_fraction: Share of the ITM negatives that replace the image
+            (the rest replace the caption); 0.5 [D].
+        losses_on_negatives: MLM, MOC and MRFR also on mismatched pairs; False
+            ([P] "only ... when the input image and text is related").
+        dummy_sequence_position: One learned sequence-position vector added to
+            every visual token ([P] "a fixed dummy position").
+        projection_bias: Biases on the region-feature and location projections.
+    """
+
+    mlm: bool = True
+    moc: bool = True
+    mrfr: bool = True
+    itm: bool = True
+    token_mask_rate: float = 0.15
+    max_masked_tokens: int = 16
+    region_mask_rate: float = 0.15
+    region_zero_prob: float = 0.9
+    max_masked_regions: int = 32
+    num_classes: int = 1600
+    moc_target: Literal["label", "distribution"] = "label"
+    image_swap_fraction: float = 0.5
+    losses_on_negatives: bool = False
+    dummy_sequence_position: bool = True
+    projection_bias: bool = True
+
+    def active(self) -> tuple[str, ...]:
+        """Ids of the enabled objectives, in the paper's order."""
+        ids = ("mlm", "moc", "mrfr", "itm")
+        return tuple(i for i in ids if getattr(self, i))
+
+    def __post_init__(self) -> None:
+        if not self.active():
+            raise ValueError("at least one of mlm, moc, mrfr, itm must be enabled")
+        for name in ("token_mask_rate", "region_mask_rate"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in (0, 1): {getattr(self, name)}")
+        for name in ("region_zero_prob", "image_swap_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1]: {getattr(self, name)}")
+        if self.max_masked_tokens < 1 or self.max_masked_regions < 1:
+            raise ValueError("max_masked_tokens and max_masked_regions must be >= 1")
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1: {self.num_classes}")
+
+
+@dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
     """AdamW with linear warm-up and linear decay (official.modeling.optimization).
 
@@ -203,6 +273,55 @@ class OptimizerConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class StageConfig:
+    """One stage of multi-stage pretraining (ImageBERT §4.2, Figure 5).
+
+    A stage trains the same network on its own data, starting from the previous
+    stage's final weights with a fresh optimizer and learning-rate schedule
+    (``training/multi_stage.py``).
+
+    Attributes:
+        name: Names the stage's folder ``stage_<i>_<name>``; letters, digits,
+            ``_``, ``-`` and ``.``; unique among the stages.
+        data: The stage's prepared folder: a key given on the command line as
+            ``--stage-data KEY=DIR``, else a path relative to ``--data``; empty
+            means ``--data`` itself.
+        epochs: Passes over the stage's data. Exactly one of epochs and
+            max_steps is set.
+        max_steps: Steps of the stage.
+        learning_rate: Overrides ``train.optimizer.learning_rate`` in this stage.
+        warmup_steps: Overrides the warm-up of ``train.optimizer`` (in steps).
+        warmup_fraction: Overrides the warm-up (a fraction of the stage's steps);
+            at most one of warmup_steps and warmup_fraction is set.
+    """
+
+    name: str = ""
+    data: str = ""
+    epochs: int | None = None
+    max_steps: int | None = None
+    learning_rate: float | None = None
+    warmup_steps: int | None = None
+    warmup_fraction: float | None = None
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
+            raise ValueError(
+                f"stage name {self.name!r} must be non-empty letters, digits, "
+                "'_', '-' or '.' (it names the stage's folder)"
+            )
+        if (self.epochs is None) == (self.max_steps is None):
+            raise ValueError(
+                f"stage {self.name!r}: set exactly one of epochs and max_steps"
+            )
+        if (self.epochs or self.max_steps or 0) < 1:
+            raise ValueError(f"stage {self.name!r}: epochs or max_steps must be >= 1")
+        if self.warmup_steps is not None and self.warmup_fraction is not None:
+            raise ValueError(
+                f"stage {self.name!r}: set only one of warmup_steps and warmup_fraction"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """The training run.
 
@@ -227,6 +346,10 @@ class TrainConfig:
             directory has less free space (MiB); a BERT-base checkpoint with
             its AdamW slots takes about 1.3 GB. Source: project.
         optimizer: See OptimizerConfig.
+        stages: Multi-stage pretraining (ImageBERT §4.2): the stages run in
+            order, each from the previous one's weights with a fresh optimizer
+            and schedule; ``epochs`` and ``max_steps`` above are then unused.
+            Empty: one ordinary run. See StageConfig.
     """
 
     global_batch_size: int = 256
@@ -240,6 +363,13 @@ class TrainConfig:
     jit_compile: bool = False
     min_free_disk_mb: int = 2048
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    stages: tuple[StageConfig, ...] = ()
+
+    def __post_init__(self) -> None:
+        names = [stage.name for stage in self.stages]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"stages: names must be unique, found {repeated} twice")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,6 +413,17 @@ class FinetuneConfig:
         classifier_dropout: Dropout on the pooled output (released code: keep 0.9).
         classifier_initializer_range: Stddev of the classifier (released: 0.01).
         captioning: See CaptioningConfig.
+        retrieval_loss: Retrieval only (ImageBERT §4.3, Table 4 part 4):
+            ``binary`` (ITM cross-entropy on a matched and a same-sub-category
+            mismatched pair per image: the default and the paper's best),
+            ``ce`` (softmax over the P pairs of a group), ``triplet`` (hinge
+            against the group's hardest negative) or ``sum`` (binary + ce +
+            triplet on the groups, unweighted). See losses/retrieval_ranking.py.
+        group_size: P, pairs per group for ce / triplet / sum: 1 positive and
+            P - 1 in-batch negatives (other captions or other images, 50/50 per
+            group); ``train.global_batch_size`` counts pairs and must be a
+            multiple of P (spec §2.11 rows 15, 17).
+        triplet_margin: The triplet hinge margin alpha (spec §2.11 row 16).
     """
 
     task: Literal["retrieval", "category", "subcategory", "captioning"] = "retrieval"
@@ -290,6 +431,21 @@ class FinetuneConfig:
     classifier_dropout: float = 0.1
     classifier_initializer_range: float = 0.01
     captioning: CaptioningConfig = dataclasses.field(default_factory=CaptioningConfig)
+    retrieval_loss: Literal["binary", "ce", "triplet", "sum"] = "binary"
+    group_size: int = 4
+    triplet_margin: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.group_size < 2:
+            raise ValueError(
+                f"finetune.group_size must be >= 2 (1 positive + negatives), got "
+                f"{self.group_size}"
+            )
+        if self.retrieval_loss != "binary" and self.task != "retrieval":
+            raise ValueError(
+                f"finetune.retrieval_loss {self.retrieval_loss!r} applies to task "
+                f"retrieval only, not {self.task!r}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,15 +458,18 @@ class ExperimentConfig:
         tasks: See TasksConfig (Kaleido-BERT's objectives).
         fashion_bert: See FashionBertConfig; only with ``system: fashion_bert``
             (None there means its defaults).
+        image_bert: See ImageBertConfig; only with ``system: image_bert`` (None
+            there means its defaults).
         train: See TrainConfig.
         finetune: A downstream task (``kaleido-tf finetune``), or None for
             pretraining; with it, ``tasks`` is not used.
     """
 
-    system: Literal["kaleido_bert", "fashion_bert"] = "kaleido_bert"
+    system: Literal["kaleido_bert", "fashion_bert", "image_bert"] = "kaleido_bert"
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     tasks: TasksConfig = dataclasses.field(default_factory=TasksConfig)
     fashion_bert: FashionBertConfig | None = None
+    image_bert: ImageBertConfig | None = None
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     finetune: FinetuneConfig | None = None
 
@@ -323,4 +482,13 @@ class ExperimentConfig:
             raise ValueError(
                 "system fashion_bert reads the 8x8 grid: set model.layout: grid8 "
                 f"(found {self.model.layout!r})"
+            )
+        if self.image_bert is not None and self.system != "image_bert":
+            raise ValueError(
+                f"an image_bert section needs system: image_bert, not {self.system}"
+            )
+        if self.system == "image_bert" and not self.model.layout.startswith("regions"):
+            raise ValueError(
+                "system image_bert reads detector regions: set model.layout: "
+                f"regions100 (or regions36), found {self.model.layout!r}"
             )

@@ -115,6 +115,10 @@ class KaleidoPretrainInputs:
         ValueError: An unknown task id or masking mode.
     """
 
+    # Record fields of the visual tokens that every example of a record shares
+    # (a region pipeline reads region fields instead).
+    _visual_record_keys: tuple[str, ...] = ("patch_features", "patch_boxes")
+
     def __init__(
         self,
         data_dir: str | Path,
@@ -260,7 +264,7 @@ class KaleidoPretrainInputs:
             "word_index": tf.stack(words),
             "itm_labels": tf.constant(labels, tf.int32),
         }
-        names = ["patch_features", "patch_boxes", "product_id"]
+        names = [*self._visual_record_keys, "product_id"]
         if self.corrupt:
             ex["uniforms"] = uniforms[:, :-1]
             names += list(self._corrupt_record_keys)

@@ -1,7 +1,9 @@
-"""Patch embeddings ``LN(FC_img(f) + position + segment)``.
+"""Patch embeddings ``LN(FC_img(f) + position + segment [+ sequence position])``.
 
 The position is ``FC_pos(box)`` (Kaleido-BERT §3.2) or a learned table indexed by
-patch order (FashionBERT §3.2, F-Q3).
+patch order (FashionBERT §3.2, F-Q3). ImageBERT's region embedding adds one
+"dummy" sequence-position vector shared by every visual token and biases on the
+projections (``sequence_position=True, projection_bias=True``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,13 @@ class PatchEmbedding(tf_keras.layers.Layer):
     ``patch_position_embeddings``; the boxes are then not read), and the
     image-modality segment embedding ('I') is added; LayerNorm and dropout follow.
 
+    ImageBERT's region embedding (§3.2) is ``sequence_position=True,
+    projection_bias=True`` with the ``box`` position: ``LN(W_img r + b_img +
+    W_loc c + b_loc + segment + p_seq)``, where ``c`` is the region's 5-D location
+    and ``p_seq`` one learned H-vector added to every visual token (the paper's
+    "fixed dummy position for all the visual tokens", ``checkpoints/google_bert.py``
+    initialises it from BERT's position row 0).
+
     Args:
         hidden_size: H.
         level_sizes: Patches per level in sequence order, e.g. (1, 4, 9, 16, 25)
@@ -36,6 +45,10 @@ class PatchEmbedding(tf_keras.layers.Layer):
             code).
         dropout: Dropout after the LayerNorm.
         position_type: ``"box"`` (Kaleido-BERT) or ``"index"`` (FashionBERT, F-Q3).
+        sequence_position: Add one learned H-vector (``sequence_position``) to
+            every token: ImageBERT's fixed dummy sequence position.
+        projection_bias: Biases on the image and box projections (ImageBERT's
+            "projected"; Kaleido-BERT's released code has none).
 
     Call arguments:
         patch_features: float32 [B, P, D]. Backbone features (zeros = blanked).
@@ -46,7 +59,12 @@ class PatchEmbedding(tf_keras.layers.Layer):
         float32 [B, P, H].
 
     Reference: Kaleido-BERT §3.2 "Kaleido embeddings"; FashionBERT §3.2
-    (kaleido_fashionbert.md §3.2: the released ``ImageEmbeddings``).
+    (kaleido_fashionbert.md §3.2: the released ``ImageEmbeddings``); ImageBERT §3.2
+    (imagebert_interbert_commercemm.md §2.2).
+
+    Deviation: ImageBERT's dummy position is a separate learned vector (set from
+    BERT's position row 0 when BERT is loaded) rather than a shared row of the
+    text position table (the spec's [D] alternative).
     """
 
     def __init__(
@@ -59,6 +77,8 @@ class PatchEmbedding(tf_keras.layers.Layer):
         feature_dropout: float = 0.0,
         dropout: float = 0.1,
         position_type: str = "box",
+        sequence_position: bool = False,
+        projection_bias: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -77,6 +97,8 @@ class PatchEmbedding(tf_keras.layers.Layer):
         self.initializer_range = initializer_range
         self.feature_dropout = feature_dropout
         self.dropout = dropout
+        self.sequence_position = bool(sequence_position)
+        self.projection_bias = bool(projection_bias)
 
         def init():
             return tf_keras.initializers.TruncatedNormal(stddev=initializer_range)
@@ -85,7 +107,7 @@ class PatchEmbedding(tf_keras.layers.Layer):
         self.image_projections = [
             tf_keras.layers.Dense(
                 hidden_size,
-                use_bias=False,
+                use_bias=self.projection_bias,
                 kernel_initializer=init(),
                 name="image_projection" if count == 1 else f"image_projection_{i + 1}",
             )
@@ -103,7 +125,7 @@ class PatchEmbedding(tf_keras.layers.Layer):
         if position_type == "box":
             self.position_projection = tf_keras.layers.Dense(
                 hidden_size,
-                use_bias=False,
+                use_bias=self.projection_bias,
                 kernel_initializer=init(),
                 name="box_projection",
             )
@@ -128,6 +150,15 @@ class PatchEmbedding(tf_keras.layers.Layer):
                     stddev=self.initializer_range
                 ),
             )
+        self.sequence_position_vector = None
+        if self.sequence_position:
+            self.sequence_position_vector = self.add_weight(
+                name="sequence_position",
+                shape=(self.hidden_size,),
+                initializer=tf_keras.initializers.TruncatedNormal(
+                    stddev=self.initializer_range
+                ),
+            )
         ids = []
         for level, n in enumerate(self.level_sizes):
             ids += [level + 1 if self.per_level_segments else 1] * n
@@ -146,6 +177,8 @@ class PatchEmbedding(tf_keras.layers.Layer):
         else:
             x += self.position_projection(patch_boxes)
         x += tf.gather(self.segment_table, self._segment_ids)[tf.newaxis]  # [1, P, H]
+        if self.sequence_position_vector is not None:
+            x += self.sequence_position_vector  # [H]: the same for every token
         if self.per_level_projection:
             parts = tf.split(x, self.level_sizes, axis=1)
             x = tf.concat([n(v) for n, v in zip(self.layer_norms, parts)], 1)
@@ -164,5 +197,7 @@ class PatchEmbedding(tf_keras.layers.Layer):
             feature_dropout=self.feature_dropout,
             dropout=self.dropout,
             position_type=self.position_type,
+            sequence_position=self.sequence_position,
+            projection_bias=self.projection_bias,
         )
         return config

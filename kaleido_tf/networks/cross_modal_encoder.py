@@ -48,6 +48,9 @@ class CrossModalEncoder(tf_keras.layers.Layer):
             same either way.
         patch_position_type: See PatchEmbedding's ``position_type``: ``box``
             (Kaleido-BERT) or ``index`` (FashionBERT's learned patch table).
+        patch_sequence_position: See PatchEmbedding's ``sequence_position``
+            (ImageBERT's dummy sequence position of every visual token).
+        patch_projection_bias: See PatchEmbedding's ``projection_bias``.
 
     Call arguments:
         inputs: dict with ``input_ids`` int32 [B, T], ``input_mask`` int32 [B, T]
@@ -81,6 +84,8 @@ class CrossModalEncoder(tf_keras.layers.Layer):
         feature_dropout: float = 0.0,
         attention: str = "bidirectional",
         patch_position_type: str = "box",
+        patch_sequence_position: bool = False,
+        patch_projection_bias: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -109,6 +114,8 @@ class CrossModalEncoder(tf_keras.layers.Layer):
             )
         self.attention = attention
         self.patch_position_type = patch_position_type
+        self.patch_sequence_position = bool(patch_sequence_position)
+        self.patch_projection_bias = bool(patch_projection_bias)
 
         def init():
             # A fresh initialiser per layer: a shared unseeded instance gives every
@@ -133,6 +140,8 @@ class CrossModalEncoder(tf_keras.layers.Layer):
             feature_dropout,
             output_dropout,
             position_type=patch_position_type,
+            sequence_position=self.patch_sequence_position,
+            projection_bias=self.patch_projection_bias,
             name="patch_embedding",
         )
         self.blocks = [
@@ -157,26 +166,62 @@ class CrossModalEncoder(tf_keras.layers.Layer):
         """P."""
         return sum(self.level_sizes)
 
-    def call(self, inputs, training=None):
-        text = self.text_embedding(
-            inputs["input_ids"], inputs["segment_ids"], training=training
-        )
-        patches = self.patch_embedding(
-            inputs["patch_features"], inputs["patch_boxes"], training=training
-        )
-        x = tf.concat([text, patches], axis=1)  # [B, T + P, H]
-        patch_mask = inputs.get("patch_mask")
+    def embed_text(self, input_ids, segment_ids, training=None):
+        """Text embeddings ``[B, T, H]`` (word + position + segment, LN, dropout).
+
+        Args:
+            input_ids: int32 [B, T].
+            segment_ids: int32 [B, T].
+            training: Dropout switch.
+
+        Returns:
+            float32 [B, T, H]; ``call`` = ``transform(embed_text, embed_visual)``.
+        """
+        return self.text_embedding(input_ids, segment_ids, training=training)
+
+    def embed_visual(self, patch_features, patch_boxes, training=None):
+        """Visual-token embeddings ``[B, P, H]`` (PatchEmbedding).
+
+        An evaluator can cache these per image and run only ``transform`` per pair.
+
+        Args:
+            patch_features: float32 [B, P, D].
+            patch_boxes: float32 [B, P, 5].
+            training: Dropout switch.
+
+        Returns:
+            float32 [B, P, H].
+        """
+        return self.patch_embedding(patch_features, patch_boxes, training=training)
+
+    def transform(
+        self,
+        text_embeddings,
+        visual_embeddings,
+        input_mask,
+        patch_mask=None,
+        training=None,
+    ) -> dict:
+        """The BERT blocks and pooler over ``[text | visual]`` embeddings.
+
+        Args:
+            text_embeddings: float32 [B, T, H] from ``embed_text``.
+            visual_embeddings: float32 [B, P, H] from ``embed_visual``.
+            input_mask: int32 [B, T], 1 = real token.
+            patch_mask: int32 [B, P], 1 = real patch; default all ones.
+            training: Dropout switch.
+
+        Returns:
+            dict: the same as ``call``.
+        """
+        x = tf.concat([text_embeddings, visual_embeddings], axis=1)  # [B, T + P, H]
         if patch_mask is None:
-            patch_mask = tf.ones(tf.shape(patches)[:2], tf.int32)
+            patch_mask = tf.ones(tf.shape(visual_embeddings)[:2], tf.int32)
         if self.attention == "seq2seq":
-            attention_mask = seq2seq_attention_mask(inputs["input_mask"], patch_mask)
+            attention_mask = seq2seq_attention_mask(input_mask, patch_mask)
         else:
             mask = tf.concat(
-                [
-                    tf.cast(inputs["input_mask"], tf.int32),
-                    tf.cast(patch_mask, tf.int32),
-                ],
-                1,
+                [tf.cast(input_mask, tf.int32), tf.cast(patch_mask, tf.int32)], 1
             )
             attention_mask = padding_attention_mask(mask)  # [B, L, L]
         for block in self.blocks:
@@ -186,6 +231,21 @@ class CrossModalEncoder(tf_keras.layers.Layer):
             "pooled_output": self.pooler(x[:, 0]),
             "embedding_table": self.text_embedding.embedding_table,
         }
+
+    def call(self, inputs, training=None):
+        text = self.embed_text(
+            inputs["input_ids"], inputs["segment_ids"], training=training
+        )
+        patches = self.embed_visual(
+            inputs["patch_features"], inputs["patch_boxes"], training=training
+        )
+        return self.transform(
+            text,
+            patches,
+            inputs["input_mask"],
+            inputs.get("patch_mask"),
+            training=training,
+        )
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -206,5 +266,7 @@ class CrossModalEncoder(tf_keras.layers.Layer):
             feature_dropout=self.feature_dropout,
             attention=self.attention,
             patch_position_type=self.patch_position_type,
+            patch_sequence_position=self.patch_sequence_position,
+            patch_projection_bias=self.patch_projection_bias,
         )
         return config

@@ -1,8 +1,12 @@
 """Every system, listed explicitly (no registration by import side effect)."""
 
-from kaleido_tf.systems import fashion_bert, kaleido_bert
+from kaleido_tf.systems import fashion_bert, image_bert, kaleido_bert
 
-SYSTEMS = {kaleido_bert.NAME: kaleido_bert, fashion_bert.NAME: fashion_bert}
+SYSTEMS = {
+    kaleido_bert.NAME: kaleido_bert,
+    fashion_bert.NAME: fashion_bert,
+    image_bert.NAME: image_bert,
+}
 
 
 def get_system(name: str):

@@ -470,3 +470,29 @@ def test_bert_overrides_build_a_model_that_loads_cleanly(tmp_path):
     )
     np.testing.assert_allclose(outputs["sequence_output"][:, :9], sequence, atol=1e-4)
     np.testing.assert_allclose(outputs["pooled_output"], pooled, atol=1e-4)
+
+
+def test_image_bert_region_embedding_starts_from_bert_rows(tmp_path):
+    # ImageBERT §3.2: the visual tokens' fixed dummy position is BERT's position
+    # row 0 and their segment is BERT's token-type row 1 (spec §2.11 #3, #4).
+    bert_dir = write_bert_checkpoint(
+        tmp_path / "bert", vocab_size=37, hidden=16, layers=2, heads=4, inner=24,
+        max_pos=20, seed=5,
+    )  # fmt: skip
+    config = kaleido_tf.load_config(
+        "image_bert/demo", [*bert_overrides(bert_dir), "model.patch_feature_dim=8"]
+    )
+    model = kaleido_tf.build_model(config)
+    report = kaleido_tf.load_bert_checkpoint(model, bert_dir)
+    arrays = checkpoint_arrays(bert_dir)
+    patches = model.encoder.patch_embedding
+    np.testing.assert_array_equal(
+        patches.sequence_position_vector.numpy(),
+        arrays["bert/embeddings/position_embeddings"][0],
+    )
+    np.testing.assert_array_equal(
+        patches.segment_table.numpy(), arrays["bert/embeddings/token_type_embeddings"]
+    )
+    random = " ".join(report.random_init)
+    assert "sequence_position" not in random and "segment_embeddings" not in random
+    assert any("row 0" in how for how in report.transforms.values())
