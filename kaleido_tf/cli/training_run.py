@@ -9,18 +9,23 @@ from pathlib import Path
 from kaleido_tf.cli.progress import log
 
 
-def add_training_arguments(p: argparse.ArgumentParser, init_help: str) -> None:
+def add_training_arguments(
+    p: argparse.ArgumentParser,
+    init_help: str,
+    data_required: bool = True,
+    data_help: str = "a `kaleido-tf prepare` output folder (training split)",
+) -> None:
     """``--set``, ``--data``, ``--model-dir``, ``--init-from``, ``--seed``: the
     arguments ``pretrain`` and ``finetune`` share (``--init-from`` means what
-    ``init_help`` says)."""
+    ``init_help`` says; ``--data`` is optional unless ``data_required``)."""
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument(
         "--data",
         "--data-dir",
         dest="data",
-        required=True,
+        required=data_required,
         type=Path,
-        help="a `kaleido-tf prepare` output folder (training split)",
+        help=data_help,
     )
     p.add_argument("--model-dir", required=True, type=Path)
     p.add_argument("--init-from", type=Path, help=init_help)
@@ -31,8 +36,9 @@ def fit_and_report(trainer, args: argparse.Namespace, title: str) -> int:
     """Trains to the end of the schedule and prints where the results are.
 
     Args:
-        trainer: A built ``training.trainer.Trainer``.
-        args: The command's arguments (``quiet``, ``model_dir``).
+        trainer: A built ``training.trainer.Trainer``; its ``model_dir`` receives
+            the loss-curve picture.
+        args: The command's arguments (``quiet``).
         title: Title of the loss-curve picture.
 
     Returns:
@@ -55,7 +61,7 @@ def fit_and_report(trainer, args: argparse.Namespace, title: str) -> int:
     if not trainer.is_chief:
         return 0  # only the chief writes the model directory
     picture = plot_loss_curves(
-        read_history(args.model_dir), args.model_dir / "loss_curves.png", title
+        read_history(trainer.model_dir), trainer.model_dir / "loss_curves.png", title
     )
     print(f"checkpoints: {trainer.manager.latest_checkpoint}")
     print(f"loss curves: {picture}")
