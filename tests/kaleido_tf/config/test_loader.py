@@ -137,3 +137,28 @@ def test_every_shipped_data_config_loads_and_comments_its_values():
 def test_unknown_config_name_lists_the_available_ones():
     with pytest.raises(ConfigError, match="fashiongen_kaleido"):
         resolve_config_path("no_such_config", "data")
+
+
+def test_every_shipped_experiment_config_loads_and_comments_its_values():
+    # configs/<system>/*.yaml: strict loading catches a key that a refactor dropped.
+    import kaleido_tf
+
+    skip = {"data", "align", "_base"}
+    paths = sorted(
+        p
+        for folder in CONFIG_ROOT.iterdir()
+        if folder.is_dir() and folder.name not in skip
+        for p in folder.glob("*.yaml")
+    )
+    systems = {p.parent.name for p in paths}
+    assert {"kaleido_bert", "fashion_bert", "image_bert"} <= systems
+    for path in paths:
+        config = kaleido_tf.load_config(str(path))
+        assert config.system == path.parent.name, path
+        for line in path.read_text().splitlines():
+            if (
+                ":" in line
+                and not line.lstrip().startswith(("#", "- "))
+                and not line.rstrip().endswith(":")
+            ):
+                assert "#" in line, f"{path.name}: uncommented value {line!r}"
