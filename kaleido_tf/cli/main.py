@@ -21,6 +21,7 @@ from kaleido_tf.cli import (
     finetune,
     import_easytransfer,
     inspect,
+    mine_negatives,
     prepare,
     prepare_regions,
     pretrain,
@@ -38,6 +39,7 @@ SUBCOMMANDS = {
     "evaluate": evaluate,
     "export": export,
     "import-easytransfer": import_easytransfer,
+    "mine-negatives": mine_negatives,
     "demo": demo,
     "inspect": inspect,
 }
