@@ -16,6 +16,33 @@ from kaleido_tf.errors import CheckpointError
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
+STAGES_FILE = "stages.json"  # written by training/multi_stage.py
+
+
+def final_stage_dir(model_dir: str | Path) -> Path:
+    """The run folder that holds a run's newest weights.
+
+    A multi-stage run (``train.stages``) keeps each stage in ``stage_<i>_<name>/``
+    under its root and lists them in ``stages.json``; its weights are those of the
+    last stage that has saved a checkpoint. Any other folder is its own answer.
+    """
+    import json
+
+    root = Path(model_dir)
+    path = root / STAGES_FILE
+    if not path.is_file():
+        return root
+    try:
+        stages = json.loads(path.read_text("utf-8"))["stages"]
+    except (OSError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{path} is unreadable ({e})") from None
+    for stage in reversed(stages):
+        folder = root / stage["dir"]
+        if any((folder / CHECKPOINT_DIR).glob("ckpt-*.index")):
+            return folder
+    raise CheckpointError(
+        f"{root}: no stage of this multi-stage run has saved a checkpoint yet"
+    )
 
 
 @dataclasses.dataclass
@@ -44,7 +71,7 @@ def run_config(model_dir: str | Path):
     from kaleido_tf.config.experiment import ExperimentConfig
     from kaleido_tf.config.loader import load_dataclass
 
-    path = Path(model_dir) / CONFIG_FILE
+    path = final_stage_dir(model_dir) / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(
             f"{model_dir}: no {CONFIG_FILE}; give the --model-dir of a "
@@ -61,7 +88,7 @@ def latest_checkpoint(model_dir: str | Path) -> str:
     """
     import tensorflow as tf
 
-    found = tf.train.latest_checkpoint(str(Path(model_dir) / CHECKPOINT_DIR))
+    found = tf.train.latest_checkpoint(str(final_stage_dir(model_dir) / CHECKPOINT_DIR))
     if found is None:
         raise CheckpointError(
             f"{model_dir}/{CHECKPOINT_DIR}: no checkpoint (has the run saved one?)"

@@ -31,14 +31,13 @@ from typing import Any
 import tensorflow as tf
 
 from kaleido_tf.atomic_files import atomic_write_json
-from kaleido_tf.checkpoints.trained_model import latest_checkpoint
+from kaleido_tf.checkpoints.trained_model import STAGES_FILE, latest_checkpoint
 from kaleido_tf.config.experiment import ExperimentConfig, StageConfig
 from kaleido_tf.errors import ConfigError, DataError
 from kaleido_tf.training import distribute
 from kaleido_tf.training.preflight import check_model_dir
 from kaleido_tf.training.trainer import CHECKPOINT_DIR, Trainer, check_data, plan
 
-STAGES_FILE = "stages.json"
 PENDING, RUNNING, DONE = "pending", "running", "done"
 
 

@@ -217,3 +217,27 @@ def test_changed_stage_lists_and_bad_stage_settings_are_refused(
     assert status == 2 and "--data is required" in err
     status, _, err = call(plain + ["--data", str(data["a"]), "--stage-data", "a=x"])
     assert status == 2 and "has no train.stages" in err
+
+
+def test_the_run_root_stands_for_its_last_stage(run):
+    # Evaluation, export and `finetune --init-from` take the run root of a
+    # multi-stage run and get the last stage's newest checkpoint.
+    from kaleido_tf.checkpoints.trained_model import (
+        final_stage_dir,
+        latest_checkpoint,
+        load_trained_model,
+    )
+
+    root = run["dir"]
+    last = root / "stage_2_in"
+    assert final_stage_dir(root) == last
+    assert latest_checkpoint(root) == latest_checkpoint(last)
+    trained = load_trained_model(root)
+    assert trained.checkpoint == latest_checkpoint(last)
+    assert trained.config.train.stages == ()
+    saved = list(checkpoint_values(trained.checkpoint).values())
+    for variable in trained.model.trainable_variables:  # each restored exactly
+        value = variable.numpy()
+        assert any(
+            v.shape == value.shape and np.array_equal(v, value) for v in saved
+        ), variable.name
