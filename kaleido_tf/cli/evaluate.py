@@ -4,7 +4,8 @@
 once; ``retrieval`` scores them with a run's ITM head and prints Kaleido-BERT's
 Table 2 with ours beside the paper's numbers; ``easytransfer`` re-scores a per-pair
 file the way EasyTransfer's FashionBERT scripts did; ``category`` and ``captioning``
-evaluate fine-tuned runs and print Table 3.
+evaluate fine-tuned runs and print Table 3; ``gallery`` ranks every caption of a
+Karpathy split (Flickr30k / MSCOCO) against every image, R@1/5/10 both ways.
 """
 
 from __future__ import annotations
@@ -100,7 +101,50 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     c.add_argument("--batch-size", type=int, default=64, help="pairs per step (64)")
     f.add_argument("--batch-size", type=int, default=32, help="images per step (32)")
     f.add_argument("--max-images", type=int, help="caption only the first N images")
-    for parser in (b, r, e, c, f):
+    g = action.add_parser(
+        "gallery",
+        help="full-gallery retrieval (Flickr30k / MSCOCO): R@1/5/10 both ways",
+        description=(
+            "Scores every caption of a Karpathy split against every image with a "
+            "run's ITM head (text and visual embeddings cached, pairs batched) and "
+            "reports text->image and image->text R@1/5/10; with --folds, the mean "
+            "over consecutive 1,000-image folds (MSCOCO 1K). Images are the records "
+            "of --data whose image_id is the split's file name without extension."
+        ),
+    )
+    g.add_argument(
+        "--run",
+        "--model-dir",
+        dest="model_dir",
+        required=True,
+        type=Path,
+        help="a run folder",
+    )
+    g.add_argument("--checkpoint", help="checkpoint prefix (default: the run's latest)")
+    g.add_argument(
+        "--data", required=True, type=Path, help="prepared folder (patch or region)"
+    )
+    g.add_argument(
+        "--karpathy",
+        required=True,
+        type=Path,
+        help="dataset_flickr30k.json / dataset_coco.json",
+    )
+    g.add_argument(
+        "--split",
+        default="test",
+        choices=("test", "val", "restval", "train"),
+        help="which split (test)",
+    )
+    g.add_argument(
+        "--folds",
+        type=int,
+        help="mean over this many 1,000-image folds (MSCOCO 1K: 5); default: one "
+        "gallery of the whole split",
+    )
+    g.add_argument("--batch-size", type=int, default=256, help="pairs per step (256)")
+    g.add_argument("--out", type=Path, help="write the metrics to this JSON file")
+    for parser in (b, r, e, c, f, g):
         parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
         parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return p
@@ -115,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
         return _category(args)
     if args.action == "captioning":
         return _captioning(args)
+    if args.action == "gallery":
+        return _gallery(args)
     return _easytransfer(args)
 
 
@@ -376,4 +422,97 @@ def _captioning(args: argparse.Namespace) -> int:
         {"images": len(hypotheses), "captions_file": str(captions)},
         notes,
     )
+    return 0
+
+
+def _gallery(args: argparse.Namespace) -> int:
+    import json
+
+    import kaleido_tf  # noqa: F401  (Keras 2 before TensorFlow)
+    from data_prep.text.wordpiece import WordPieceEncoder, read_vocab
+    from kaleido_tf.atomic_files import atomic_write_text
+    from kaleido_tf.checkpoints.trained_model import load_trained_model
+    from kaleido_tf.evaluation.full_gallery import (
+        DIRECTION_NAMES,
+        CrossEncoderScorer,
+        evaluate_gallery,
+        gallery_inputs,
+    )
+    from kaleido_tf.evaluation.karpathy_split import coco_folds, read_karpathy_split
+    from kaleido_tf.evaluation.ranking_metrics import RANKS
+    from kaleido_tf.manifest import read_manifest
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.folds is not None and args.folds < 1:
+        raise ConfigError(f"--folds must be >= 1, got {args.folds}")
+    images = read_karpathy_split(args.karpathy, args.split)
+    folds = None if args.folds is None else coco_folds(len(images), args.folds)
+    trained = load_trained_model(args.model_dir, args.checkpoint)
+    manifest = read_manifest(args.data)
+    vocab = read_vocab(args.data / manifest.get("vocab_file", "vocab.txt"))
+    # Captions as long as the folder's texts (the length the model trained on),
+    # within the model's position table.
+    text_encoder = WordPieceEncoder(
+        vocab,
+        min(
+            int(manifest["max_seq_length"]),
+            trained.config.model.encoder.max_sequence_length,
+        ),
+    )
+    inputs = gallery_inputs(args.data, trained.config, images, text_encoder)
+    n_c, n_i = len(inputs["caption_image"]), len(images)
+    log(
+        f"{args.split}: {n_c} captions x {n_i} images"
+        + (f" in {len(folds)} folds of {len(folds[0])}" if folds else "")
+        + f" ({inputs['truncated']} captions truncated to "
+        f"{text_encoder.max_seq_length} tokens), {trained.checkpoint}"
+    )
+    scorer = CrossEncoderScorer(
+        trained.model,
+        inputs["input_ids"],
+        inputs["input_mask"],
+        inputs["patch_features"],
+        inputs["patch_boxes"],
+        inputs["patch_mask"],
+        embed_batch_size=args.batch_size,
+    )
+    metrics = evaluate_gallery(
+        scorer,
+        inputs["caption_image"],
+        folds,
+        batch_size=args.batch_size,
+        progress=progress_enabled(args),
+    )
+    results = {
+        "protocol": (
+            "full gallery, ITM match margin (ranks as P(match)), pessimistic ties; "
+            "R@K are fractions"
+            + (
+                f"; mean over {len(folds)} folds of {len(folds[0])} images"
+                if folds
+                else ""
+            )
+        ),
+        "model_dir": str(args.model_dir),
+        "checkpoint": trained.checkpoint,
+        "step": trained.step,
+        "system": trained.config.system,
+        "data": str(args.data),
+        "karpathy": str(args.karpathy),
+        "split": args.split,
+        "captions": n_c,
+        "images": n_i,
+        "truncated_captions": inputs["truncated"],
+        **{k: v for k, v in metrics.items() if k not in ("captions", "images")},
+    }
+    print(f"{'direction (%)':<15}" + "".join(f"{f'R@{k}':>8}" for k in RANKS))
+    for d in DIRECTION_NAMES:
+        row = "".join(f"{100 * metrics[d][f'rank@{k}']:8.2f}" for k in RANKS)
+        print(f"{d:<15}{row}")
+    print(f"RSUM {metrics['rsum']:.2f}")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.out}")
     return 0

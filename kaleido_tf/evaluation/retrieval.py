@@ -56,8 +56,11 @@ def score_retrieval_lists(
     """The ITM logits of every (query, candidate) pair of the lists.
 
     Each pair is the text of one product (from ``products.jsonl``) with one image
-    record, clean (K-Q18): all P patches, no masking, no corruption;
-    ``segment_ids`` 0 and ``patch_mask`` 1 as in pretraining. The records of the
+    record, clean (K-Q18): all P visual tokens, no masking, no corruption;
+    ``segment_ids`` 0; ``patch_mask`` from ``visual_inputs`` (all ones for patch
+    layouts, the real regions of a region folder), so a region folder (ImageBERT)
+    is scored on the same list file as a kaleido or grid8 folder: lists name
+    products and image ids, not features. The records of the
     folder are read once, in file order, and every pair is scored when its image
     arrives, ``batch_size`` pairs per forward pass (the last batch may be
     smaller; nothing is dropped). Both directions share the one pass.
@@ -132,7 +135,6 @@ def score_retrieval_lists(
     rows = np.asarray(text_rows, np.int64)
     logits = np.full([len(rows), 2], np.nan, np.float32)
 
-    p = int(manifest["num_patches"])
     extra = {
         k: (tuple(v.shape[1:]), v.dtype)
         for k, v in kaleido_tf.dummy_batch(config, batch_size=1).items()
@@ -149,7 +151,7 @@ def score_retrieval_lists(
             )
         return outputs["itm_logits"]
 
-    pending: list[tuple[int, np.ndarray, np.ndarray]] = []
+    pending: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
 
     def flush(n: int) -> None:
         chunk, pending[:n] = pending[:n], []
@@ -161,7 +163,7 @@ def score_retrieval_lists(
             "segment_ids": tf.zeros(input_ids.shape, tf.int32),
             "patch_features": tf.constant(np.stack([c[1] for c in chunk])),
             "patch_boxes": tf.constant(np.stack([c[2] for c in chunk])),
-            "patch_mask": tf.ones([n, p], tf.int32),
+            "patch_mask": tf.constant(np.stack([c[3] for c in chunk])),
         }
         for key, (shape, dtype) in extra.items():
             batch[key] = tf.zeros([n, *shape], dtype)
@@ -177,10 +179,17 @@ def score_retrieval_lists(
         dynamic_ncols=True,
     )
     with bar:
-        for record in _listed_records(data_dir, manifest, list(pairs_of_image)):
+        for record in listed_visual_records(data_dir, manifest, list(pairs_of_image)):
             image = record["image_id"].decode("utf-8")
             for index in pairs_of_image.pop(image, ()):
-                pending.append((index, record["patch_features"], record["patch_boxes"]))
+                pending.append(
+                    (
+                        index,
+                        record["patch_features"],
+                        record["patch_boxes"],
+                        record["patch_mask"],
+                    )
+                )
             while len(pending) >= batch_size:
                 flush(batch_size)
         if pending:
@@ -201,15 +210,30 @@ def score_retrieval_lists(
     return out
 
 
-def _listed_records(
-    data_dir: str | Path, manifest: dict[str, Any], image_ids: list[str]
+def listed_visual_records(
+    data_dir: str | Path, manifest: dict[str, Any], image_ids: Sequence[str]
 ):
-    """The records whose ``image_id`` is in ``image_ids``, in file order, as numpy:
-    ``image_id`` bytes, ``patch_features`` float32 [P, D], ``patch_boxes`` float32
-    [P, 5]. Other records are dropped after parsing their id only."""
+    """The records whose ``image_id`` is in ``image_ids``, in file order, as numpy.
+
+    Patch and region folders alike (``inputs/visual_tokens.visual_inputs``): each
+    item has ``image_id`` bytes, ``patch_features`` float32 [P, D],
+    ``patch_boxes`` float32 [P, 5] and ``patch_mask`` int32 [P] (1 = a real token;
+    all ones for patch layouts, the first ``num_regions`` for region layouts).
+    Other records are dropped after parsing their id only.
+
+    Args:
+        data_dir: A prepared folder.
+        manifest: Its manifest (``read_manifest``).
+        image_ids: The ids to keep.
+
+    Raises:
+        DataError: A shard the manifest lists is missing.
+    """
     import tensorflow as tf
 
+    from kaleido_tf import schema
     from kaleido_tf.inputs.parse import parse_record
+    from kaleido_tf.inputs.visual_tokens import record_visual_keys, visual_inputs
     from kaleido_tf.manifest import manifest_fields
 
     files = [str(Path(data_dir) / s["file"]) for s in manifest["shards"]]
@@ -219,9 +243,10 @@ def _listed_records(
             f"{data_dir}: shard {missing[0]} listed in manifest.json is missing: "
             "rerun `kaleido-tf prepare`"
         )
-    keys = ("image_id", "patch_features", "patch_boxes")
+    layout = schema.get_layout(manifest["layout"])
+    keys = ("image_id", *record_visual_keys(layout))
     fields = {k: v for k, v in manifest_fields(manifest).items() if k in keys}
-    ids = tf.constant(image_ids or [""], tf.string)
+    ids = tf.constant(list(image_ids) or [""], tf.string)
     wanted = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(ids, tf.ones_like(ids, tf.int32)), 0
     )
@@ -231,12 +256,12 @@ def _listed_records(
         parsed = tf.io.parse_single_example(serialized, id_only)
         return wanted.lookup(parsed["image_id"]) > 0
 
+    def parse(serialized):
+        record = parse_record(serialized, fields)
+        return {"image_id": record["image_id"], **visual_inputs(record, layout)}
+
     ds = tf.data.TFRecordDataset(files).filter(listed)
-    ds = ds.map(
-        lambda s: parse_record(s, fields),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
+    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(2).as_numpy_iterator()
 
 
