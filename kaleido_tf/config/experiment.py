@@ -243,6 +243,99 @@ class ImageBertConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class InterBertConfig:
+    """InterBERT's objectives, masking, negatives and extraction module (§3).
+
+    The interaction module is ``model.encoder`` (``num_layers`` single-stream BERT
+    blocks, H, heads, FFN); the fields here add the two extraction streams and the
+    pre-training tasks. Defaults follow imagebert_interbert_commercemm.md §3.3-§3.4
+    and §3.11 ([P] the paper, [D] the spec's choice, [code] the released code).
+
+    Attributes:
+        msm: Masked Segment Modeling (text half of MGM).
+        mrm: Masked Region Modeling (image half of MGM).
+        itm: Image-text matching with hard negatives.
+        num_image_extractor_layers: Image extractor blocks (6 [P]).
+        num_text_extractor_layers: Text extractor blocks (6 [P]).
+        image_num_attention_heads: Image extractor heads; 0 = the interaction's
+            (paper [D]); the released code uses 8.
+        image_output_dropout: Image extractor dropout; negative = the encoder's
+            ``output_dropout`` ([D]); the released code uses 0.2.
+        extractor_init: ``normal`` (N(0, ``extractor_stddev``), [P]) or
+            ``copy_interaction`` (text extractor from BERT's top layers, [code]).
+        extractor_stddev: Stddev of the extractors' initialiser (0.02 [P]).
+        pooled_size: Width of the ITM head's per-modality poolers (1024 [code]).
+        itm_dropout: Dropout on the pooled product (0.1 [code]).
+        anchor_rate: MSM anchor probability per token (10% [P]).
+        max_span_length: Longest MSM span (anchor + 0-2 tokens: 3 [P]).
+        max_masked_tokens: M, MSM slots per example (static shapes).
+        region_anchor_rate: MRM anchor probability per region (10% [P]).
+        iou_threshold: MRM masks regions with IoU > this to an anchor (0.4 [P]).
+        max_masked_regions: K, MRM slots per example; 0 = every region slot.
+        num_classes: C, detector classes (Visual Genome 1600 [D]); must equal the
+            data's ``num_classes``.
+        mrm_target: ``label`` (CE to the detector's class, [P]/[D]) or
+            ``distribution`` (KL to ``region_class_probs``, [code]).
+        hard_negative_fraction: Share of ITM negatives drawn from the mined TF-IDF
+            pool (20% [P]); > 0 needs ``hard_negatives.npz`` in the data folder
+            (``kaleido-tf mine-negatives``), 0 = random negatives only (Table 5
+            "w/o ITM-hn").
+        losses_on_negatives: MSM and MRM also on mismatched pairs; False [D].
+    """
+
+    msm: bool = True
+    mrm: bool = True
+    itm: bool = True
+    num_image_extractor_layers: int = 6
+    num_text_extractor_layers: int = 6
+    image_num_attention_heads: int = 0
+    image_output_dropout: float = -1.0
+    extractor_init: Literal["normal", "copy_interaction"] = "normal"
+    extractor_stddev: float = 0.02
+    pooled_size: int = 1024
+    itm_dropout: float = 0.1
+    anchor_rate: float = 0.1
+    max_span_length: int = 3
+    max_masked_tokens: int = 12
+    region_anchor_rate: float = 0.1
+    iou_threshold: float = 0.4
+    max_masked_regions: int = 0
+    num_classes: int = 1600
+    mrm_target: Literal["label", "distribution"] = "label"
+    hard_negative_fraction: float = 0.2
+    losses_on_negatives: bool = False
+
+    def active(self) -> tuple[str, ...]:
+        """Ids of the enabled objectives, in the paper's order."""
+        return tuple(i for i in ("msm", "mrm", "itm") if getattr(self, i))
+
+    def __post_init__(self) -> None:
+        if not self.active():
+            raise ValueError("at least one of msm, mrm, itm must be enabled")
+        for name in ("anchor_rate", "region_anchor_rate"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in (0, 1): {getattr(self, name)}")
+        if not 0.0 <= self.iou_threshold < 1.0:
+            raise ValueError(f"iou_threshold must be in [0, 1): {self.iou_threshold}")
+        if not 0.0 <= self.hard_negative_fraction <= 1.0:
+            raise ValueError(
+                f"hard_negative_fraction must be in [0, 1]: "
+                f"{self.hard_negative_fraction}"
+            )
+        for name in ("num_image_extractor_layers", "num_text_extractor_layers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0: {getattr(self, name)}")
+        if self.image_num_attention_heads < 0:
+            raise ValueError("image_num_attention_heads must be >= 0 (0 = encoder's)")
+        if self.max_span_length < 1 or self.max_masked_tokens < 1:
+            raise ValueError("max_span_length and max_masked_tokens must be >= 1")
+        if self.max_masked_regions < 0:
+            raise ValueError("max_masked_regions must be >= 0 (0 = every region)")
+        if self.num_classes < 1 or self.pooled_size < 1:
+            raise ValueError("num_classes and pooled_size must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
     """AdamW with linear warm-up and linear decay (official.modeling.optimization).
 
@@ -460,16 +553,21 @@ class ExperimentConfig:
             (None there means its defaults).
         image_bert: See ImageBertConfig; only with ``system: image_bert`` (None
             there means its defaults).
+        inter_bert: See InterBertConfig; only with ``system: inter_bert`` (None
+            there means its defaults).
         train: See TrainConfig.
         finetune: A downstream task (``kaleido-tf finetune``), or None for
             pretraining; with it, ``tasks`` is not used.
     """
 
-    system: Literal["kaleido_bert", "fashion_bert", "image_bert"] = "kaleido_bert"
+    system: Literal["kaleido_bert", "fashion_bert", "image_bert", "inter_bert"] = (
+        "kaleido_bert"
+    )
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     tasks: TasksConfig = dataclasses.field(default_factory=TasksConfig)
     fashion_bert: FashionBertConfig | None = None
     image_bert: ImageBertConfig | None = None
+    inter_bert: InterBertConfig | None = None
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     finetune: FinetuneConfig | None = None
 
@@ -491,4 +589,13 @@ class ExperimentConfig:
             raise ValueError(
                 "system image_bert reads detector regions: set model.layout: "
                 f"regions100 (or regions36), found {self.model.layout!r}"
+            )
+        if self.inter_bert is not None and self.system != "inter_bert":
+            raise ValueError(
+                f"an inter_bert section needs system: inter_bert, not {self.system}"
+            )
+        if self.system == "inter_bert" and not self.model.layout.startswith("regions"):
+            raise ValueError(
+                "system inter_bert reads detector regions: set model.layout: "
+                f"regions36 (or regions100), found {self.model.layout!r}"
             )
