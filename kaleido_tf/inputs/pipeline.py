@@ -558,7 +558,29 @@ def build_pretrain_dataset(
         extra_keys=extra_keys,
     )
     layout = read_manifest(data_dir)["layout"]
-    if layout == "grid8":
+    if isinstance(schema.get_layout(layout), schema.RegionLayout):
+        # Detector regions (ImageBERT, InterBERT): the clean pairs of fine-tuning
+        # and evaluation, with caption- and image-swap negatives (ImageBERT §2.6).
+        from kaleido_tf.inputs.region_pipeline import RegionPretrainInputs
+
+        if masking != "random":
+            raise DataError(
+                f"{data_dir} has the region layout {layout!r}: Kaleido-BERT's "
+                "tasks and alignment-guided masking need the kaleido layout; "
+                "pretrain region folders with system image_bert or inter_bert"
+            )
+        inputs = RegionPretrainInputs(
+            data_dir,
+            tasks=tasks,
+            seed=seed,
+            max_masked_tokens=max_masked_tokens,
+            token_mask_rate=token_mask_rate,
+            corrupt=corrupt,
+            feature_dim=feature_dim,
+            max_seq_length=max_seq_length,
+            extra_keys=extra_keys,
+        )
+    elif layout == "grid8":
         # FashionBERT's 8x8 grid (fine-tuning and evaluation of its clean pairs).
         from kaleido_tf.inputs.fashion_bert_pipeline import FashionBertPretrainInputs
 
