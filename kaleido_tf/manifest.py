@@ -20,7 +20,7 @@ MANIFEST_NAME = "manifest.json"
 
 def manifest_header(
     split: str,
-    layout: schema.Layout | schema.RegionLayout,
+    layout: schema.AnyLayout,
     feature_dim: int,
     max_seq_length: int,
 ) -> dict[str, Any]:
@@ -110,4 +110,5 @@ def manifest_fields(manifest: dict[str, Any]) -> dict[str, schema.FieldSpec]:
         manifest["feature_dim"],
         num_classes=int(manifest.get("num_classes", 0)),
         class_distribution=bool(manifest.get("class_distribution", False)),
+        num_clusters=int(manifest.get("num_clusters", 0)),
     )

@@ -85,14 +85,90 @@ class RegionLayout:
     pixel_variants = False
 
 
+@dataclasses.dataclass(frozen=True)
+class PixelLayout:
+    """Raw pixels instead of precomputed patch features: CommerceMM.
+
+    One JPEG per image (the KPG crop or the full image, resized to a square), with
+    the teacher targets of MIM precomputed offline: ``teacher_features`` r(v)
+    (pooled features of a frozen backbone, the GrokNet pool5 substitute) and
+    ``teacher_clusters`` c(v) (soft k-means assignments, the ClusterFit
+    substitute); imagebert_interbert_commercemm.md §4.2, §4.11 row 6. The image
+    encoder cuts the pixels itself, so no patches are stored.
+
+    Attributes:
+        name: Layout id used in configs and manifests.
+        image_size: The paper's image side S (224). A build may use another side
+            (demo, tests); its manifest's ``image_size`` is the one written.
+    """
+
+    name: str
+    image_size: int
+
+    @property
+    def num_patches(self) -> int:
+        """0: no precomputed visual tokens (the image encoder makes them)."""
+        return 0
+
+    @property
+    def grids(self) -> tuple[int, ...]:
+        """No grids: the records hold pixels."""
+        return ()
+
+    pixel_variants = False
+
+
+@dataclasses.dataclass(frozen=True)
+class OmniTupleLayout:
+    """CommerceMM Omni-Retrieval tuples: (source image, source text, target image,
+    target text) with presence flags δ (imagebert_interbert_commercemm.md §4.5,
+    §4.8, §4.11 rows 14 and 22). A missing image is stored as grey pixels, a
+    missing text as ``[CLS] [SEP]``; the flags say which modalities exist.
+
+    Attributes:
+        name: Layout id used in configs and manifests.
+        image_size: The paper's image side S (224); see PixelLayout.
+    """
+
+    name: str
+    image_size: int
+
+    @property
+    def num_patches(self) -> int:
+        """0: no precomputed visual tokens."""
+        return 0
+
+    @property
+    def grids(self) -> tuple[int, ...]:
+        """No grids: the records hold pixels."""
+        return ()
+
+    pixel_variants = False
+
+
+AnyLayout = Layout | RegionLayout | PixelLayout | OmniTupleLayout
+
 # Kaleido-BERT §3.2: 1x1 ... 5x5 = 55 patches. FashionBERT §3.1: one 8x8 grid.
 # ImageBERT §3.2: the top-100 RoIs (36 in the Table 4 ablation).
-LAYOUTS: dict[str, Layout | RegionLayout] = {
+# CommerceMM §4.2: raw pixels at 224x224 (+ MIM teacher targets), and its
+# Omni-Retrieval tuples.
+LAYOUTS: dict[str, AnyLayout] = {
     "kaleido": Layout("kaleido", (1, 2, 3, 4, 5), pixel_variants=True),
     "grid8": Layout("grid8", (8,), pixel_variants=False),
     "regions100": RegionLayout("regions100", 100),
     "regions36": RegionLayout("regions36", 36),
+    "pixels224": PixelLayout("pixels224", 224),
+    "omni_tuples224": OmniTupleLayout("omni_tuples224", 224),
 }
+
+# Omni-Retrieval tuple kinds (value of the ``kind`` key), spec §4.8 table and
+# §4.11 row 22: an alternate view of a product -> the product page; the title
+# alone (a pseudo search query) -> the product page.
+OMNI_KINDS = ("view_to_product", "title_to_product")
+
+# Mid-grey in pixel space for a missing image (spec §4.2 "grey pixels", §4.4 [D]
+# "0.5 in [0, 1]"): uint8 128 in every channel.
+GREY_PIXEL = 128
 
 # Pixel-space pretext variants of the kaleido layout (kaleido_fashionbert.md §4.5):
 # level-1 rotated counter-clockwise by 90, 180 and 270 degrees (RR labels 1..3;
@@ -109,7 +185,7 @@ BOX_DIM = 5  # [x1, x2, y1, y2, w*h], normalised by the crop's width and height
 MAX_ALIGNMENT_PAIRS = 64
 
 
-def get_layout(name: str) -> Layout | RegionLayout:
+def get_layout(name: str) -> AnyLayout:
     """Returns the layout called ``name``; raises DataError listing valid names."""
     try:
         return LAYOUTS[name]
@@ -199,23 +275,97 @@ def region_fields(
     return fields
 
 
+def pixel_fields(feature_dim: int, num_clusters: int) -> dict[str, FieldSpec]:
+    """The visual keys of a pixel record (after ``text_fields``).
+
+    Args:
+        feature_dim: D_t, the teacher backbone's pooled feature size (ResNet-50
+            pool5: 2048).
+        num_clusters: K_c, the k-means clusters of the soft assignments (spec
+            §4.2 [D]: 10,000).
+    """
+    return {
+        "image_jpeg": FieldSpec(
+            "bytes", (), "JPEG of the S x S RGB image (KPG crop or full image)"
+        ),
+        "crop_box": FieldSpec(
+            "int64", (4,), "x1, y1, x2, y2 of the square crop in source pixels"
+        ),
+        "teacher_features": FieldSpec(
+            "float16_bytes",
+            (feature_dim,),
+            "r(v): pooled features of the frozen teacher on the decoded JPEG",
+        ),
+        "teacher_clusters": FieldSpec(
+            "float16_bytes",
+            (num_clusters,),
+            "c(v): softmax(-||r(v) - mu_k||^2 / T) over the k-means centroids",
+        ),
+    }
+
+
+def omni_tuple_fields(max_seq_length: int) -> dict[str, FieldSpec]:
+    """Every key of an Omni-Retrieval tuple record (T = ``max_seq_length``)."""
+    t = max_seq_length
+    fields = {
+        "product_id": FieldSpec("int64", (), "Fashion-Gen input_productID of both"),
+        "kind": FieldSpec("int64", (), f"index in schema.OMNI_KINDS {OMNI_KINDS}"),
+    }
+    for side in ("src", "tgt"):
+        fields.update(
+            {
+                f"{side}_image_jpeg": FieldSpec(
+                    "bytes", (), "JPEG of the S x S image; grey if no image"
+                ),
+                f"{side}_pose_index": FieldSpec(
+                    "int64", (), "1-based view index of the image; 0 = no image"
+                ),
+                f"{side}_input_ids": FieldSpec(
+                    "int64", (t,), "WordPiece ids, [CLS] .. [SEP], 0-pad"
+                ),
+                f"{side}_has_image": FieldSpec(
+                    "int64", (), "delta^I: 1 = a real image, 0 = grey pixels"
+                ),
+                f"{side}_has_text": FieldSpec(
+                    "int64", (), "delta^T: 1 = a text, 0 = empty ([CLS] [SEP])"
+                ),
+            }
+        )
+    return fields
+
+
 def record_fields(
-    layout: Layout | RegionLayout,
+    layout: AnyLayout,
     max_seq_length: int,
     feature_dim: int,
     num_classes: int = 0,
     class_distribution: bool = False,
+    num_clusters: int = 0,
 ) -> dict[str, FieldSpec]:
-    """Returns every key of one image record, in writing order.
+    """Returns every key of one record, in writing order.
 
     Args:
-        layout: The patch or region layout of the records.
+        layout: The patch, region, pixel or Omni-tuple layout of the records.
         max_seq_length: T, the padded text length including [CLS] and [SEP].
-        feature_dim: D, the backbone (or RoI) feature size.
+        feature_dim: D, the backbone (or RoI) feature size; pixel layouts: D_t,
+            the teacher's feature size; unused by Omni-tuple layouts.
         num_classes: Region layouts: C, the detector's classes.
         class_distribution: Region layouts: whether records carry
             ``region_class_probs``.
+        num_clusters: Pixel layouts: K_c, the teacher's k-means clusters.
     """
+    if isinstance(layout, OmniTupleLayout):
+        return omni_tuple_fields(max_seq_length)
+    if isinstance(layout, PixelLayout):
+        if feature_dim < 1 or num_clusters < 1:
+            raise DataError(
+                f"layout {layout.name!r} needs feature_dim >= 1 and num_clusters "
+                f">= 1, got {feature_dim} and {num_clusters}"
+            )
+        return {
+            **text_fields(max_seq_length),
+            **pixel_fields(feature_dim, num_clusters),
+        }
     if isinstance(layout, RegionLayout):
         if num_classes < 1:
             raise DataError(f"layout {layout.name!r} needs num_classes >= 1")

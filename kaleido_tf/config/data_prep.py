@@ -273,7 +273,9 @@ class TeacherConfig:
             )
         for key in ("kmeans_batch_size", "kmeans_max_iter", "temperature_images"):
             if getattr(self, key) < 1:
-                raise ValueError(f"teacher.{key} must be >= 1, got {getattr(self, key)}")
+                raise ValueError(
+                    f"teacher.{key} must be >= 1, got {getattr(self, key)}"
+                )
 
 
 @dataclasses.dataclass(frozen=True)

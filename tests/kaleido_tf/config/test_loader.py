@@ -5,7 +5,11 @@ from typing import Literal
 
 import pytest
 
-from kaleido_tf.config.data_prep import PrepareConfig, RegionPrepareConfig
+from kaleido_tf.config.data_prep import (
+    PixelPrepareConfig,
+    PrepareConfig,
+    RegionPrepareConfig,
+)
 from kaleido_tf.config.loader import (
     CONFIG_ROOT,
     load_dataclass,
@@ -96,8 +100,8 @@ def test_cross_field_checks_report_the_section(tmp_path):
 
 
 # Each data config is one of these: patch layouts (prepare), detector regions
-# (prepare-regions).
-DATA_CONFIG_CLASSES = (PrepareConfig, RegionPrepareConfig)
+# (prepare-regions), pixels with teacher targets (prepare-pixels, prepare-omni).
+DATA_CONFIG_CLASSES = (PrepareConfig, RegionPrepareConfig, PixelPrepareConfig)
 
 
 def _load_data_config(path):

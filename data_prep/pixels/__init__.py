@@ -1,0 +1,1 @@
+"""CommerceMM offline data: pixel records with MIM teacher targets, Omni tuples."""
