@@ -21,6 +21,9 @@ from kaleido_tf import schema
 from kaleido_tf.errors import ConfigError, DataError
 
 WORDS = ["red", "wool", "Sweater", "café", "black", "leather", "bag", "tote", "t-shirt"]
+# Words of scikit-learn's English stop list (typed here, not imported).
+STOP = ["a", "The", "with", "of", "and"]
+STOP_LIST = {"a", "the", "with", "of", "and"}
 
 
 def _corpus(seed: int = 0, n: int = 41) -> list[str]:
@@ -28,7 +31,7 @@ def _corpus(seed: int = 0, n: int = 41) -> list[str]:
     variant, punctuation and a caption without any token."""
     rng = np.random.default_rng(seed)
     texts = [
-        " ".join(rng.choice(WORDS, size=int(rng.integers(1, 7)))) + "."
+        " ".join(rng.choice(WORDS + STOP, size=int(rng.integers(1, 8)))) + "."
         for _ in range(n)
     ]
     texts[5] = texts[3]  # identical captions of two products
@@ -45,16 +48,27 @@ def _tokens(text: str) -> list[str]:
     return re.findall(r"[^\W_]+", text)
 
 
-def _brute_force_similarity(texts: list[str]) -> np.ndarray:
-    """Cosine of smooth-idf TF-IDF rows: idf = ln((1 + n) / (1 + df)) + 1."""
+def _brute_force_similarity(
+    texts: list[str], stop: bool = False, max_df: float = 1.0
+) -> np.ndarray:
+    """Cosine of smooth-idf TF-IDF rows: idf = ln((1 + n) / (1 + df)) + 1, over
+    the terms left after the stop words and those in > max_df * n captions."""
     docs = [_tokens(t) for t in texts]
+    if stop:
+        docs = [[w for w in d if w not in STOP_LIST] for d in docs]
+    n = len(texts)
+    frequent = {
+        w
+        for w in {w for d in docs for w in d}
+        if sum(w in d for d in docs) > max_df * n
+    }
+    docs = [[w for w in d if w not in frequent] for d in docs]
     vocab = sorted({w for d in docs for w in d})
     col = {w: i for i, w in enumerate(vocab)}
     counts = np.zeros((len(texts), len(vocab)))
     for i, d in enumerate(docs):
         for w in d:
             counts[i, col[w]] += 1
-    n = len(texts)
     df = (counts > 0).sum(0)
     idf = np.asarray([math.log((1 + n) / (1 + f)) + 1 for f in df])
     x = counts * idf
@@ -77,11 +91,26 @@ def _expected_pools(sim: np.ndarray, k: int, threshold: float) -> list[list[int]
     return pools
 
 
-@pytest.mark.parametrize("k, threshold", [(4, 0.5), (30, 0.5), (3, 0.3)])
-def test_pools_equal_brute_force(k, threshold):
+@pytest.mark.parametrize(
+    "k, threshold, stop, max_df",
+    [
+        (4, 0.5, False, 1.0),
+        (30, 0.5, False, 1.0),
+        (3, 0.3, False, 1.0),
+        (4, 0.5, True, 1.0),
+        (5, 0.5, True, 0.3),
+    ],
+)
+def test_pools_equal_brute_force(k, threshold, stop, max_df):
     texts = _corpus()
-    sim = _brute_force_similarity(texts)
-    mined = mine_hard_negatives(texts, top_k=k, max_similarity=threshold)
+    sim = _brute_force_similarity(texts, stop, max_df)
+    mined = mine_hard_negatives(
+        texts,
+        top_k=k,
+        max_similarity=threshold,
+        stop_words="english" if stop else None,
+        max_df=max_df,
+    )
     expected = _expected_pools(sim, k, threshold)
     assert mined.pool.shape == (len(texts), k)
     for i, pool in enumerate(expected):
@@ -100,6 +129,9 @@ def test_pools_equal_brute_force(k, threshold):
     sizes = np.asarray([len(p) for p in expected])
     if k == 4:
         assert (sizes == k).sum() > 10 and (sizes < k).sum() >= 1
+    # The settings matter: the stop words / max_df change the similarities.
+    if stop or max_df < 1:
+        assert not np.allclose(sim, _brute_force_similarity(texts))
 
 
 def test_chunking_does_not_change_the_pools():
@@ -111,9 +143,27 @@ def test_chunking_does_not_change_the_pools():
         np.testing.assert_array_equal(got.pool, ref.pool)
         np.testing.assert_array_equal(got.similarity, ref.similarity)
         np.testing.assert_array_equal(got.pool_size, ref.pool_size)
+    # Tiny budgets: automatic chunks of a few rows, top-k blocks of one row.
     auto = mine_hard_negatives(texts, top_k=5, max_chunk_entries=80)
-    assert auto.chunk_size == 80 // len(texts)
+    assert auto.chunk_size < len(texts)
     np.testing.assert_array_equal(auto.pool, ref.pool)
+    np.testing.assert_array_equal(auto.similarity, ref.similarity)
+
+
+def test_workers_and_row_ranges_equal_one_process():
+    texts = _corpus(seed=3, n=53)
+    for stop_words in ("english", None):
+        ref = mine_hard_negatives(texts, top_k=4, stop_words=stop_words)
+        got = mine_hard_negatives(
+            texts, top_k=4, stop_words=stop_words, chunk_size=5, num_workers=2
+        )
+        np.testing.assert_array_equal(got.pool, ref.pool)
+        np.testing.assert_array_equal(got.similarity, ref.similarity)
+        np.testing.assert_array_equal(got.pool_size, ref.pool_size)
+        part = mine_hard_negatives(texts, top_k=4, stop_words=stop_words, rows=(10, 30))
+        assert part.row_start == 10
+        np.testing.assert_array_equal(part.pool, ref.pool[10:30])
+        np.testing.assert_array_equal(part.similarity, ref.similarity[10:30])
 
 
 def test_bad_settings_are_refused():
@@ -123,6 +173,14 @@ def test_bad_settings_are_refused():
         mine_hard_negatives(["a b", "a c"], max_similarity=1.5)
     with pytest.raises(DataError, match="TF-IDF"):
         mine_hard_negatives(["!!", "..."])
+    with pytest.raises(DataError, match="TF-IDF"):  # only stop words
+        mine_hard_negatives(["the a", "of the"], stop_words="english")
+    with pytest.raises(ConfigError, match="stop_words"):
+        mine_hard_negatives(["a b", "a c"], stop_words="french")
+    with pytest.raises(ConfigError, match="max_df"):
+        mine_hard_negatives(["a b", "a c"], max_df=0.0)
+    with pytest.raises(ConfigError, match="num_workers"):
+        mine_hard_negatives(["a b", "a c"], num_workers=0)
 
 
 def _prepared(folder: Path, texts: list[str]) -> Path:
@@ -159,11 +217,17 @@ def test_file_round_trip_and_stale_file_refused(tmp_path):
     assert (
         header["vectorizer"]["smooth_idf"] and not header["vectorizer"]["sublinear_tf"]
     )
+    assert header["vectorizer"]["stop_words"] is None  # spec §3.4: every term
+    assert header["vectorizer"]["max_df"] == 1.0
     assert not list(data.glob(f"{HARD_NEGATIVES_NAME}.tmp-*"))
     # Same products and settings: kept. Other settings: refused without overwrite.
     assert mine_data_dir(data, top_k=6)[1] is False
     with pytest.raises(DataError, match="--overwrite"):
         mine_data_dir(data, top_k=5)
+    with pytest.raises(DataError, match="--overwrite"):
+        mine_data_dir(data, top_k=6, stop_words="english")
+    with pytest.raises(DataError, match="--overwrite"):
+        mine_data_dir(data, top_k=6, max_df=0.5)
     # products.jsonl changed after mining: the loader refuses the stale file.
     _prepared(data, ["red wool", *texts[1:]])
     with pytest.raises(DataError, match="another products.jsonl"):
@@ -179,3 +243,27 @@ def test_missing_file_and_missing_text(tmp_path):
     (data / "products.jsonl").write_text(json.dumps({"product_id": 1}) + "\n")
     with pytest.raises(DataError, match="'text'"):
         mine_data_dir(data)
+
+
+def test_shards_merge_into_the_one_machine_file(tmp_path):
+    texts = _corpus(seed=4, n=29)
+    one = _prepared(tmp_path / "one", texts)
+    header, _ = mine_data_dir(one, top_k=5, stop_words=None, max_df=0.5)
+    assert header["vectorizer"]["stop_words"] is None
+    assert header["vectorizer"]["max_df"] == 0.5
+    ref = load_hard_negatives(one)
+    data = _prepared(tmp_path / "three", texts)
+    kw = {"top_k": 5, "stop_words": None, "max_df": 0.5, "num_shards": 3}
+    with pytest.raises(DataError, match="--shard-index 0"):
+        mine_data_dir(data, merge=True, **kw)
+    for i in (2, 0):
+        assert mine_data_dir(data, shard_index=i, **kw)[0]["shard"]["index"] == i
+        assert not (data / HARD_NEGATIVES_NAME).exists()
+    header, written = mine_data_dir(data, shard_index=1, num_workers=2, **kw)
+    assert written and header["num_shards"] == 3  # the last shard merged
+    got = load_hard_negatives(data)
+    for name in ("product_ids", "pool", "similarity", "pool_size"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(ref, name))
+    assert got.header["counts"] == ref.header["counts"]
+    with pytest.raises(ConfigError, match="shard-index"):
+        mine_data_dir(data, num_shards=2, shard_index=2)

@@ -11,7 +11,7 @@ import pytest
 from data_prep.hard_negatives.tfidf_miner import load_hard_negatives
 from kaleido_tf import schema
 from kaleido_tf.cli import mine_negatives
-from kaleido_tf.errors import ConfigError
+from kaleido_tf.errors import ConfigError, DataError
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -45,3 +45,20 @@ def test_mines_skips_and_refuses_bad_flags(tmp_path, capsys):
     assert "up to date" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="top_k"):
         mine_negatives.run(_parse(["--data", str(data), "--top-k", "0"]))
+    assert loaded.header["vectorizer"]["stop_words"] is None
+    # Other settings: refused, then rebuilt with --overwrite (two workers, two
+    # shards: the second shard merges) into the same pools.
+    flags = ["--data", str(data), "--top-k", "2", "--max-similarity", "0.9"]
+    exact = [*flags, "--stop-words", "none", "--max-df", "0.9"]
+    with pytest.raises(DataError, match="--overwrite"):
+        mine_negatives.run(_parse(exact))
+    assert mine_negatives.run(_parse([*exact, "--overwrite"])) == 0
+    one = load_hard_negatives(data)
+    assert one.header["vectorizer"]["stop_words"] is None
+    assert one.header["vectorizer"]["max_df"] == 0.9
+    shard = [*exact, "--num-shards", "2", "--num-workers", "2", "--overwrite"]
+    for i in ("0", "1"):
+        assert mine_negatives.run(_parse([*shard, "--shard-index", i])) == 0
+    two = load_hard_negatives(data)
+    np.testing.assert_array_equal(two.pool, one.pool)
+    np.testing.assert_array_equal(two.similarity, one.similarity)
