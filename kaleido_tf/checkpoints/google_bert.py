@@ -40,6 +40,7 @@ from kaleido_tf.errors import CheckpointError
 from kaleido_tf.heads.classification_head import ClassificationHead
 from kaleido_tf.heads.masked_lm_head import MaskedLMHead
 from kaleido_tf.networks.cross_modal_encoder import CrossModalEncoder
+from kaleido_tf.networks.interbert_encoder import InterBertEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -273,27 +274,18 @@ def _name_map(
                 embeddings(patches.segment_table, "token_type_embeddings", (t, h))
             )
     for i, block in enumerate(encoder.blocks):
-        own = _block_variables(block)
-        scope = f"bert/encoder/layer_{i}/"
-        for ours, google, symbols, conversion in _BLOCK_MAP:
-            if ours not in own:
-                raise CheckpointError(
-                    f"model layer {block.name} has no variable {ours!r} (it has "
-                    f"{sorted(own)}): the name map expects tf-models' "
-                    "TransformerEncoderBlock variable names"
+        entries += _block_entries(block, i, dims, f"encoder layer {i}")
+    if isinstance(encoder, InterBertEncoder):
+        # InterBERT: no pooler; with extractor_init="copy_interaction" (released
+        # code) text extractor layer j takes BERT layer L - t + j, i.e. BERT's top
+        # t layers (7-12 of 12, for both 12 + 6 + 6 and 6 + 6 + 6).
+        if encoder.extractor_init == "copy_interaction":
+            first = bert["num_layers"] - len(encoder.text_blocks)
+            for j, block in enumerate(encoder.text_blocks):
+                entries += _block_entries(
+                    block, first + j, dims, f"text extractor layer {j}"
                 )
-            shape = tuple(dims[s] for s in symbols)
-            entries.append(
-                _Entry(
-                    own[ours],
-                    scope + google,
-                    shape,
-                    conversion,
-                    f"encoder layer {i}",
-                    scope,
-                    True,
-                )
-            )
+        return entries + _head_entries(heads, h, v)
     scope = "bert/pooler/"
     entries += [
         _Entry(
@@ -309,6 +301,33 @@ def _name_map(
             encoder.pooler.bias, scope + "dense/bias", (h,), "", "pooler", scope, False
         ),
     ]
+    return entries + _head_entries(heads, h, v)
+
+
+def _block_entries(
+    block: tf.Module, layer: int, dims: dict[str, int], group: str
+) -> list[_Entry]:
+    """The name map of one transformer block, from BERT's ``layer_<layer>``."""
+    own = _block_variables(block)
+    scope = f"bert/encoder/layer_{layer}/"
+    entries = []
+    for ours, google, symbols, conversion in _BLOCK_MAP:
+        if ours not in own:
+            raise CheckpointError(
+                f"model layer {block.name} has no variable {ours!r} (it has "
+                f"{sorted(own)}): the name map expects tf-models' "
+                "TransformerEncoderBlock variable names"
+            )
+        shape = tuple(dims[s] for s in symbols)
+        entries.append(
+            _Entry(own[ours], scope + google, shape, conversion, group, scope, True)
+        )
+    return entries
+
+
+def _head_entries(heads: dict[str, Any], h: int, v: int) -> list[_Entry]:
+    """The name map of the MLM heads and the ``itm`` classification head."""
+    entries = []
     for head_id, head in heads.items():
         group = f"head {head_id!r}"
         if isinstance(head, MaskedLMHead):
@@ -422,15 +441,18 @@ def _name(variable: tf.Variable) -> str:
 
 
 def _parts(model: Any) -> tuple[CrossModalEncoder, dict[str, Any]]:
-    """The encoder and the heads (id -> layer) of a VLModel or a bare encoder."""
-    if isinstance(model, CrossModalEncoder):
+    """The encoder and the heads (id -> layer) of a VLModel or InterBertModel, or
+    a bare CrossModalEncoder or InterBertEncoder."""
+    encoders = (CrossModalEncoder, InterBertEncoder)
+    if isinstance(model, encoders):
         encoder, heads = model, {}
-    elif isinstance(getattr(model, "encoder", None), CrossModalEncoder):
+    elif isinstance(getattr(model, "encoder", None), encoders):
         encoder, heads = model.encoder, dict(getattr(model, "heads", {}))
     else:
         raise CheckpointError(
             f"cannot load a Google BERT checkpoint into a {type(model).__name__}: "
-            "give a VLModel (kaleido_tf.build_model) or a CrossModalEncoder"
+            "give a VLModel or InterBertModel (kaleido_tf.build_model), a "
+            "CrossModalEncoder or an InterBertEncoder"
         )
     if not encoder.built or not encoder.text_embedding.built:
         raise CheckpointError(
@@ -486,13 +508,20 @@ def _open(prefix: Path):
         ) from None
 
 
+def _num_layers(encoder: Any) -> int:
+    """Blocks that load BERT's layers 1..n: all of a CrossModalEncoder, the
+    interaction module of an InterBertEncoder (``model.encoder.num_layers``)."""
+    return len(encoder.blocks)
+
+
 def _fix(bert: dict[str, Any], encoder: CrossModalEncoder) -> str:
     """What to do when the model's sizes differ from the checkpoint's."""
     settings = [
         f"model.encoder.{key}={value}"
         for key, value in bert.items()
         if key not in ("initializer_range", "max_sequence_length")
-        and getattr(encoder, key) != value
+        and (_num_layers(encoder) if key == "num_layers" else getattr(encoder, key))
+        != value
     ]
     if encoder.max_sequence_length > bert["max_sequence_length"]:
         settings.append(
@@ -546,10 +575,14 @@ def _plan(model: Any, bert_dir: str | Path, read_values: bool = True) -> _Plan:
             f"the model {encoder.num_attention_heads}: its [H, H] attention kernels "
             f"would be split into the wrong heads; {_fix(bert, encoder)}"
         )
-    if bert["num_layers"] != encoder.num_layers:
+    layers = _num_layers(encoder)
+    # InterBERT's released 6 + 6 + 6 loads BERT layers 1-6 into the interaction
+    # module and 7-12 into the text extractor (extractor_init copy_interaction).
+    copies = getattr(encoder, "extractor_init", "") == "copy_interaction"
+    if bert["num_layers"] != layers and not (copies and layers < bert["num_layers"]):
         raise CheckpointError(
             f"{CONFIG_FILE} has num_hidden_layers={bert['num_layers']}, the model "
-            f"{encoder.num_layers} layers: {_fix(bert, encoder)}"
+            f"{layers} layers: {_fix(bert, encoder)}"
         )
 
     heads_n = encoder.num_attention_heads
@@ -676,15 +709,22 @@ def load_google_bert(model: Any, bert_dir: str | Path) -> LoadReport:
 
     Sets the text embeddings, every transformer block, the pooler, each
     ``MaskedLMHead`` (``cls/predictions``) and the ``itm`` ClassificationHead
-    (``cls/seq_relationship``, classes swapped: ITM index 1 = match). The patch
+    (``cls/seq_relationship``, classes swapped: ITM index 1 = match).
+    For InterBERT (``InterBertModel`` / ``InterBertEncoder``): the text embedding,
+    the interaction blocks (BERT layers 1..n; n may be below BERT's count only
+    with ``extractor_init="copy_interaction"``) and the MSM head; no pooler; with
+    ``copy_interaction`` the text extractor takes BERT's top t layers (released
+    code: layers 7-12); the image extractor, image embedding and
+    ``MatchMLPHead`` stay random. The patch
     embedding and the Kaleido heads (RR, JPS, CP, G2CM, B2CM) keep their random
     initialisation, and the report says so. Every value is read, checked and
     converted before the first variable is assigned, so on an error the model is
     unchanged.
 
     Args:
-        model: A built ``VLModel`` (``kaleido_tf.build_model``) or
-            ``CrossModalEncoder``.
+        model: A built ``VLModel`` or ``InterBertModel``
+            (``kaleido_tf.build_model``), ``CrossModalEncoder`` or
+            ``InterBertEncoder``.
         bert_dir: The directory holding ``bert_config.json``, ``vocab.txt`` and
             ``bert_model.ckpt.{index,data-*}``.
 

@@ -341,6 +341,63 @@ class CrossEncoderScorer:
         ).numpy()
 
 
+class PairScorer:
+    """``score_pairs`` of any model with ``itm_logits``, one full forward pass per
+    pair: the fallback for models without ``CrossEncoderScorer``'s
+    ``embed_text`` / ``transform`` split (InterBERT: its image [CLS] and
+    extraction streams need the whole pair).
+
+    Each call gathers the pairs' captions and images from the arrays given here
+    and runs the model, ``training=False``; the score is the match margin
+    ``logit[1] - logit[0]`` (as ``CrossEncoderScorer``).
+
+    Args:
+        model: A built model whose outputs include ``itm_logits`` [B, 2].
+        input_ids: int [N_c, T].
+        input_mask: int [N_c, T].
+        patch_features: float32 [N_i, R, D].
+        patch_boxes: float32 [N_i, R, 5].
+        patch_mask: int [N_i, R].
+    """
+
+    def __init__(
+        self, model, input_ids, input_mask, patch_features, patch_boxes, patch_mask
+    ) -> None:
+        import tensorflow as tf
+
+        self.model = model
+        self.input_ids = tf.constant(np.asarray(input_ids, np.int32))
+        self.input_mask = tf.constant(np.asarray(input_mask, np.int32))
+        self.patch_features = tf.constant(np.asarray(patch_features, np.float32))
+        self.patch_boxes = tf.constant(np.asarray(patch_boxes, np.float32))
+        self.patch_mask = tf.constant(np.asarray(patch_mask, np.int32))
+        self._pairs = tf.function(self._score, reduce_retracing=True)
+
+    def _score(self, caption_index, image_index):
+        import tensorflow as tf
+
+        ids = tf.gather(self.input_ids, caption_index)
+        batch = {
+            "input_ids": ids,
+            "input_mask": tf.gather(self.input_mask, caption_index),
+            "segment_ids": tf.zeros_like(ids),
+            "patch_features": tf.gather(self.patch_features, image_index),
+            "patch_boxes": tf.gather(self.patch_boxes, image_index),
+            "patch_mask": tf.gather(self.patch_mask, image_index),
+        }
+        logits = tf.cast(self.model(batch, training=False)["itm_logits"], tf.float32)
+        return logits[:, 1] - logits[:, 0]
+
+    def __call__(self, caption_index, image_index) -> np.ndarray:
+        """float32 [n]: the match margin of each (caption, image) pair."""
+        import tensorflow as tf
+
+        return self._pairs(
+            tf.constant(np.asarray(caption_index, np.int32)),
+            tf.constant(np.asarray(image_index, np.int32)),
+        ).numpy()
+
+
 def gallery_inputs(
     data_dir: str | Path,
     config,

@@ -47,10 +47,14 @@ _SALT = 0x52616E6B  # "Rank": separates these draws from the pipeline's
 
 
 def build_model(config: ExperimentConfig) -> VLModel:
-    """The system's encoder with the 2-way ITM head (class 1 = match)."""
+    """The system's encoder with the 2-way ITM head (class 1 = match); a system
+    whose model is not a single-stream VLModel provides ``build_retrieval_model``
+    (InterBERT: its two streams and match head)."""
     from kaleido_tf.systems import get_system
 
     system = get_system(config.system)
+    if hasattr(system, "build_retrieval_model"):
+        return system.build_retrieval_model(config)
     heads = {
         HEAD: {
             "type": "classification",

@@ -386,33 +386,105 @@ class AGMMasker:
             ``masked_lm_weights`` float32 [G, M] (1 = real slot, 0 = padding).
         """
         u = self._split(uniforms)
-        input_ids = tf.cast(input_ids, tf.int32)
-        t, m = self.max_seq_length, self.max_masked_tokens
-        n_random = len(self.random_token_ids)
-        slot = tf.cast(tf.floor(u["random_token"] * n_random), tf.int32)
-        random_ids = tf.gather(self._random_ids, tf.minimum(slot, n_random - 1))
-        draw = u["token_uniform"]
-        replaced = tf.where(
-            draw < self.mask_token_prob,
-            self.mask_id,
-            tf.where(
-                draw < self.mask_token_prob + self.random_token_prob,
-                random_ids,
-                input_ids,
-            ),
+        return replace_masked_tokens(
+            input_ids,
+            token_masked,
+            u["token_uniform"],
+            u["random_token"],
+            mask_id=self.mask_id,
+            random_token_ids=self._random_ids,
+            max_masked_tokens=self.max_masked_tokens,
+            mask_token_prob=self.mask_token_prob,
+            random_token_prob=self.random_token_prob,
         )
-        new_ids = tf.where(token_masked, replaced, input_ids)
-        positions = tf.range(t)[None, :]
-        order = tf.argsort(tf.where(token_masked, positions, t + positions), axis=1)
-        if m > t:  # more slots than tokens: pad with slots that point at [CLS]
-            order = tf.pad(order, [[0, 0], [0, m - t]])
-        slots = order[:, :m]
-        weights = tf.gather(token_masked, slots, batch_dims=1)
-        slots = tf.where(weights, slots, 0)
-        ids = tf.where(weights, tf.gather(input_ids, slots, batch_dims=1), 0)
-        return {
-            "input_ids": new_ids,
-            "masked_lm_positions": slots,
-            "masked_lm_ids": ids,
-            "masked_lm_weights": tf.cast(weights, tf.float32),
-        }
+
+
+def masked_slots(masked: tf.Tensor, slots: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """The first ``slots`` masked positions of each row, in ascending order.
+
+    Shared by every masker (tokens, regions, spans) to list its targets in static
+    slots.
+
+    Args:
+        masked: bool [G, T]. 1 = masked.
+        slots: M (or K), the static slot count.
+
+    Returns:
+        ``(positions int32 [G, M], weights float32 [G, M])``: positions are 0 and
+        weights 0 on padding slots (1 = real slot).
+    """
+    masked = tf.cast(masked, tf.bool)
+    t = tf.shape(masked)[1]
+    positions = tf.range(t)[tf.newaxis, :]
+    order = tf.argsort(tf.where(masked, positions, t + positions), axis=1)
+    pad = tf.maximum(slots - t, 0)  # more slots than positions
+    order = tf.pad(order, [[0, 0], [0, pad]])[:, :slots]
+    real = tf.gather(masked, order, batch_dims=1)
+    real = real & (tf.range(slots)[tf.newaxis] < t)
+    return tf.where(real, order, 0), tf.cast(real, tf.float32)
+
+
+def replace_masked_tokens(
+    input_ids: tf.Tensor,
+    token_masked: tf.Tensor,
+    replace_draw: tf.Tensor,
+    random_draw: tf.Tensor,
+    mask_id: int,
+    random_token_ids: tf.Tensor,
+    max_masked_tokens: int,
+    mask_token_prob: float = 0.8,
+    random_token_prob: float = 0.1,
+) -> dict[str, tf.Tensor]:
+    """BERT's 80/10/10 replacement of the masked tokens, and their M slots.
+
+    The one implementation behind ``AGMMasker``, ``region_masking.TokenMasker``
+    and ``span_masking.SpanMasker``: each masked token becomes [MASK] when its
+    replacement draw is below ``mask_token_prob``, a random token (picked by its
+    random draw from ``random_token_ids``) when below ``mask_token_prob +
+    random_token_prob``, and stays itself otherwise.
+
+    Args:
+        input_ids: int [G, T]. Original token ids.
+        token_masked: bool [G, T]. 1 = masked; at most M per row.
+        replace_draw: float [G, T]. Uniform draws in [0, 1) choosing the
+            replacement.
+        random_draw: float [G, T]. Uniform draws in [0, 1) choosing the random
+            token.
+        mask_id: Id of [MASK].
+        random_token_ids: int32 [V']. Ids a token may be replaced with.
+        max_masked_tokens: M, the slots of ``masked_lm_positions``.
+        mask_token_prob: Probability of [MASK] (0.8).
+        random_token_prob: Probability of a random token (0.1).
+
+    Returns:
+        ``input_ids`` int32 [G, T] after replacement;
+        ``masked_lm_positions`` int32 [G, M] (ascending, 0 on padding slots);
+        ``masked_lm_ids`` int32 [G, M] original ids (0 on padding slots);
+        ``masked_lm_weights`` float32 [G, M] (1 = real slot, 0 = padding).
+
+    Reference: BERT (Devlin et al. 2019) §3.1 "Task #1: Masked LM".
+    """
+    input_ids = tf.cast(input_ids, tf.int32)
+    token_masked = tf.cast(token_masked, tf.bool)
+    random_token_ids = tf.convert_to_tensor(random_token_ids, tf.int32)
+    n = tf.shape(random_token_ids)[0]
+    slot = tf.cast(tf.floor(random_draw * tf.cast(n, random_draw.dtype)), tf.int32)
+    random_ids = tf.gather(random_token_ids, tf.minimum(slot, n - 1))
+    replaced = tf.where(
+        replace_draw < mask_token_prob,
+        mask_id,
+        tf.where(
+            replace_draw < mask_token_prob + random_token_prob,
+            random_ids,
+            input_ids,
+        ),
+    )
+    positions, weights = masked_slots(token_masked, max_masked_tokens)
+    return {
+        "input_ids": tf.where(token_masked, replaced, input_ids),
+        "masked_lm_positions": positions,
+        "masked_lm_ids": tf.where(
+            weights > 0, tf.gather(input_ids, positions, batch_dims=1), 0
+        ),
+        "masked_lm_weights": weights,
+    }

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from kaleido_tf.inputs.masking import masked_slots, replace_masked_tokens
+
 
 def _first_slots(chosen: tf.Tensor, keys: tf.Tensor, slots: int) -> tf.Tensor:
     """``chosen`` [G, N] limited to the ``slots`` entries of smallest key per row."""
@@ -21,18 +23,6 @@ def _first_slots(chosen: tf.Tensor, keys: tf.Tensor, slots: int) -> tf.Tensor:
     order = tf.argsort(tf.where(chosen, keys, big), axis=1, stable=True)
     rank = tf.argsort(order, axis=1, stable=True)
     return chosen & (rank < slots)
-
-
-def _slot_list(masked: tf.Tensor, slots: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """Positions [G, slots] (ascending, 0 on padding) and weights of ``masked``."""
-    n = masked.shape[1]
-    positions = tf.range(n)[None, :]
-    order = tf.argsort(tf.where(masked, positions, n + positions), axis=1)
-    if slots > n:  # more slots than entries: pad with slots that point at 0
-        order = tf.pad(order, [[0, 0], [0, slots - n]])
-    order = order[:, :slots]
-    weights = tf.gather(masked, order, batch_dims=1)
-    return tf.where(weights, order, 0), weights
 
 
 class TokenMasker:
@@ -117,27 +107,17 @@ class TokenMasker:
         input_ids = tf.cast(input_ids, tf.int32)
         chosen = (tf.cast(word_index, tf.int32) >= 0) & (select < self.rate)
         masked = _first_slots(chosen, select, m)
-        n = tf.shape(self._random_ids)[0]
-        slot = tf.cast(tf.floor(pick * tf.cast(n, pick.dtype)), tf.int32)
-        random_ids = tf.gather(self._random_ids, tf.minimum(slot, n - 1))
-        replaced = tf.where(
-            replace < self.mask_token_prob,
-            self.mask_id,
-            tf.where(
-                replace < self.mask_token_prob + self.random_token_prob,
-                random_ids,
-                input_ids,
-            ),
+        return replace_masked_tokens(
+            input_ids,
+            masked,
+            replace,
+            pick,
+            mask_id=self.mask_id,
+            random_token_ids=self._random_ids,
+            max_masked_tokens=m,
+            mask_token_prob=self.mask_token_prob,
+            random_token_prob=self.random_token_prob,
         )
-        positions, weights = _slot_list(masked, m)
-        return {
-            "input_ids": tf.where(masked, replaced, input_ids),
-            "masked_lm_positions": positions,
-            "masked_lm_ids": tf.where(
-                weights, tf.gather(input_ids, positions, batch_dims=1), 0
-            ),
-            "masked_lm_weights": tf.cast(weights, tf.float32),
-        }
 
 
 class RegionMasker:
@@ -204,11 +184,11 @@ class RegionMasker:
         chosen = (tf.cast(region_mask, tf.int32) > 0) & (select < self.rate)
         masked = _first_slots(chosen, select, k)
         zeroed = masked & (zero < self.zero_prob)
-        positions, weights = _slot_list(masked, k)
+        positions, weights = masked_slots(masked, k)
         return {
             "features": features * (1.0 - tf.cast(zeroed, features.dtype))[..., None],
             "positions": positions,
-            "weights": tf.cast(weights, tf.float32),
+            "weights": weights,
             "targets": tf.gather(features, positions, batch_dims=1),
             "zeroed": zeroed,
         }

@@ -14,6 +14,10 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from kaleido_tf.inputs.masking import masked_slots, replace_masked_tokens
+
+__all__ = ["SpanMasker", "masked_slots"]  # masked_slots: for existing importers
+
 
 class SpanMasker:
     """Chooses MSM spans of WordPieces and applies 80/10/10 replacement.
@@ -210,53 +214,17 @@ class SpanMasker:
             ``masked_lm_weights`` float32 [G, M] (1 = real slot, 0 = padding).
         """
         u = self._split(uniforms)
-        input_ids = tf.cast(input_ids, tf.int32)
-        token_masked = tf.cast(token_masked, tf.bool)
-        m = self.max_masked_tokens
-        n_random = len(self.random_token_ids)
-        slot = tf.cast(tf.floor(u["random_token"] * n_random), tf.int32)
-        random_ids = tf.gather(self._random_ids, tf.minimum(slot, n_random - 1))
-        draw = u["token_uniform"]
-        replaced = tf.where(
-            draw < self.mask_token_prob,
-            self.mask_id,
-            tf.where(
-                draw < self.mask_token_prob + self.random_token_prob,
-                random_ids,
-                input_ids,
-            ),
+        return replace_masked_tokens(
+            input_ids,
+            token_masked,
+            u["token_uniform"],
+            u["random_token"],
+            mask_id=self.mask_id,
+            random_token_ids=self._random_ids,
+            max_masked_tokens=self.max_masked_tokens,
+            mask_token_prob=self.mask_token_prob,
+            random_token_prob=self.random_token_prob,
         )
-        slots, weights = masked_slots(token_masked, m)
-        return {
-            "input_ids": tf.where(token_masked, replaced, input_ids),
-            "masked_lm_positions": slots,
-            "masked_lm_ids": tf.where(
-                weights > 0, tf.gather(input_ids, slots, batch_dims=1), 0
-            ),
-            "masked_lm_weights": weights,
-        }
-
-
-def masked_slots(masked: tf.Tensor, slots: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """The first ``slots`` masked positions of each row, in ascending order.
-
-    Args:
-        masked: bool [G, T]. 1 = masked.
-        slots: M (or K), the static slot count.
-
-    Returns:
-        ``(positions int32 [G, M], weights float32 [G, M])``: positions are 0 and
-        weights 0 on padding slots (1 = real slot).
-    """
-    masked = tf.cast(masked, tf.bool)
-    t = tf.shape(masked)[1]
-    positions = tf.range(t)[tf.newaxis, :]
-    order = tf.argsort(tf.where(masked, positions, t + positions), axis=1)
-    pad = tf.maximum(slots - t, 0)  # more slots than positions
-    order = tf.pad(order, [[0, 0], [0, pad]])[:, :slots]
-    real = tf.gather(masked, order, batch_dims=1)
-    real = real & (tf.range(slots)[tf.newaxis] < t)
-    return tf.where(real, order, 0), tf.cast(real, tf.float32)
 
 
 def _shift_right(x: tf.Tensor, k: int, fill) -> tf.Tensor:

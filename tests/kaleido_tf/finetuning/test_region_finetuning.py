@@ -82,3 +82,41 @@ def test_retrieval_finetuning_on_regions_restores_pretraining_and_trains(
     trainer.fit(progress=False)
     history = (tmp_path / "ft" / "history.jsonl").read_text().splitlines()
     assert len(history) == 3 and '"itm_loss"' in history[-1]
+
+
+INTER_TINY = [
+    "model.encoder.hidden_size=16",
+    "model.encoder.num_attention_heads=2",
+    "model.encoder.inner_dim=24",
+    "model.encoder.num_layers=1",
+    "model.encoder.max_sequence_length=16",
+    f"model.encoder.vocab_size={VOCAB_SIZE}",
+    "model.patch_feature_dim=8",
+    "inter_bert.num_image_extractor_layers=1",
+    "inter_bert.num_text_extractor_layers=1",
+    "inter_bert.pooled_size=16",
+    "inter_bert.num_classes=5",
+    "inter_bert.max_masked_tokens=6",
+    "inter_bert.hard_negative_fraction=0.0",
+]
+
+
+def test_inter_bert_retrieval_finetuning_is_4_way_multiple_choice(region_dir, tmp_path):
+    # InterBERT §3.6: its own two-stream model, the pretrained ITM (match) head
+    # restored, and CE over groups of 1 positive + 3 negative images.
+    steps = ["train.max_steps=2", "train.global_batch_size=8"]
+    steps += ["train.checkpoint_every_steps=2", "train.log_every_steps=1"]
+    steps += ["train.optimizer.warmup_steps=0"]
+    pretrain = kaleido_tf.load_config("inter_bert/demo", [*INTER_TINY, *steps])
+    Trainer(pretrain, region_dir, tmp_path / "pre").fit(progress=False)
+    config = kaleido_tf.load_config(
+        "inter_bert/finetune_retrieval", [*INTER_TINY, *steps]
+    )
+    trainer = Trainer(
+        config, region_dir, tmp_path / "ft", init_checkpoint=tmp_path / "pre"
+    )
+    assert type(trainer.model).__name__ == "InterBertModel"
+    assert "itm" in trainer.init_report.heads_restored
+    trainer.fit(progress=False)
+    history = (tmp_path / "ft" / "history.jsonl").read_text().splitlines()
+    assert len(history) == 2 and '"rank_ce_loss"' in history[-1]
