@@ -21,6 +21,8 @@ class TextEmbedding(tf_keras.layers.Layer):
         type_vocab_size: Rows of the token-type table.
         initializer_range: Stddev of the truncated-normal initialiser.
         dropout: Dropout after the LayerNorm.
+        norm_epsilon: Epsilon of the LayerNorm (1e-12, Google BERT; XLM-R uses
+            1e-5).
 
     Call arguments:
         input_ids: int32 [B, T]. Token ids.
@@ -41,6 +43,7 @@ class TextEmbedding(tf_keras.layers.Layer):
         type_vocab_size: int = 2,
         initializer_range: float = 0.02,
         dropout: float = 0.1,
+        norm_epsilon: float = 1e-12,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -52,8 +55,9 @@ class TextEmbedding(tf_keras.layers.Layer):
         self.type_vocab_size = type_vocab_size
         self.initializer_range = initializer_range
         self.dropout = dropout
+        self.norm_epsilon = norm_epsilon
         self.layer_norm = tf_keras.layers.LayerNormalization(
-            epsilon=1e-12, dtype=tf.float32, name="layer_norm"
+            epsilon=norm_epsilon, dtype=tf.float32, name="layer_norm"
         )
         self.dropout_layer = tf_keras.layers.Dropout(dropout, name="dropout")
 
@@ -94,5 +98,6 @@ class TextEmbedding(tf_keras.layers.Layer):
             type_vocab_size=self.type_vocab_size,
             initializer_range=self.initializer_range,
             dropout=self.dropout,
+            norm_epsilon=self.norm_epsilon,
         )
         return config
