@@ -45,10 +45,16 @@ def build_model(config):
 
 
 def dummy_batch(config, batch_size: int = 2, text_length: int = 8):
-    """A batch of zeros with every key the model reads (for building and tracing)."""
+    """A batch of zeros with every key the model reads (for building and tracing);
+    a system with its own batch structure provides ``dummy_batch`` (CommerceMM)."""
     import tensorflow as tf
 
     from kaleido_tf import schema
+    from kaleido_tf.systems import get_recipe
+
+    own = getattr(get_recipe(config), "dummy_batch", None)
+    if own is not None:
+        return own(config, batch_size, text_length)
 
     layout = schema.get_layout(config.model.layout)
     p, d = layout.num_patches, config.model.patch_feature_dim
@@ -67,6 +73,7 @@ def dummy_batch(config, batch_size: int = 2, text_length: int = 8):
         "mpm_positions": tf.zeros([b, 6], tf.int32),  # FashionBERT (F-Q5)
         "moc_positions": tf.zeros([b, 1], tf.int32),  # ImageBERT (any K builds)
         "mrfr_positions": tf.zeros([b, 1], tf.int32),
+        "mrm_positions": tf.zeros([b, 1], tf.int32),  # InterBERT
     }
 
 

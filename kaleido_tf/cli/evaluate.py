@@ -144,7 +144,29 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     g.add_argument("--batch-size", type=int, default=256, help="pairs per step (256)")
     g.add_argument("--out", type=Path, help="write the metrics to this JSON file")
-    for parser in (b, r, e, c, f, g):
+    m = action.add_parser(
+        "compare",
+        help="several runs' retrieval results in one Table 2 (same lists only)",
+        description=(
+            "Reads the results.json of several `evaluate retrieval` runs (e.g. "
+            "Kaleido-BERT, FashionBERT and ImageBERT), refuses results scored on "
+            "different candidate lists, and writes one Table 2 with a column per "
+            "run beside the paper's numbers into --out (results.json, results.md)."
+        ),
+    )
+    m.add_argument(
+        "results",
+        nargs="+",
+        type=Path,
+        help="results folders (or results.json files) of `evaluate retrieval`",
+    )
+    m.add_argument("--out", required=True, type=Path, help="results folder")
+    m.add_argument(
+        "--labels",
+        help="comma-separated column headers, one per result (default: each run's "
+        "label, else its system)",
+    )
+    for parser in (b, r, e, c, f, g, m):
         parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
         parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return p
@@ -161,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
         return _captioning(args)
     if args.action == "gallery":
         return _gallery(args)
+    if args.action == "compare":
+        return _compare(args)
     return _easytransfer(args)
 
 
@@ -244,6 +268,8 @@ def _retrieval(args: argparse.Namespace) -> int:
         "system": trained.config.system,
         "data": str(args.data),
         "lists": str(args.lists),
+        "lists_sha256": _sha256(args.lists),
+        "label": args.label,
         "lists_seed": lists.seed,
         "products_fingerprint": lists.products_fingerprint,
         "scores_file": str(tsv),
@@ -435,6 +461,7 @@ def _gallery(args: argparse.Namespace) -> int:
     from kaleido_tf.evaluation.full_gallery import (
         DIRECTION_NAMES,
         CrossEncoderScorer,
+        PairScorer,
         evaluate_gallery,
         gallery_inputs,
     )
@@ -468,15 +495,15 @@ def _gallery(args: argparse.Namespace) -> int:
         + f" ({inputs['truncated']} captions truncated to "
         f"{text_encoder.max_seq_length} tokens), {trained.checkpoint}"
     )
-    scorer = CrossEncoderScorer(
-        trained.model,
-        inputs["input_ids"],
-        inputs["input_mask"],
-        inputs["patch_features"],
-        inputs["patch_boxes"],
-        inputs["patch_mask"],
-        embed_batch_size=args.batch_size,
-    )
+    arrays = [
+        inputs[k] for k in ("input_ids", "input_mask", "patch_features", "patch_boxes")
+    ] + [inputs["patch_mask"]]
+    if hasattr(trained.model.encoder, "embed_text"):  # single stream: cache
+        scorer = CrossEncoderScorer(
+            trained.model, *arrays, embed_batch_size=args.batch_size
+        )
+    else:  # e.g. InterBERT's two streams: one forward pass per pair
+        scorer = PairScorer(trained.model, *arrays)
     metrics = evaluate_gallery(
         scorer,
         inputs["caption_image"],
@@ -516,3 +543,87 @@ def _gallery(args: argparse.Namespace) -> int:
         atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
         print(f"wrote {args.out}")
     return 0
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import json
+
+    from kaleido_tf.evaluation import paper_tables
+
+    loaded = []
+    for path in args.results:
+        file = path / "results.json" if path.is_dir() else path
+        try:
+            results = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise DataError(f"{file}: not a readable results.json ({e})") from None
+        if "itr" not in results or "tir" not in results:
+            raise DataError(
+                f"{file} holds no retrieval results: give `evaluate retrieval` outputs"
+            )
+        loaded.append((file, results))
+    labels = args.labels.split(",") if args.labels else None
+    if labels is not None and len(labels) != len(loaded):
+        raise ConfigError(f"--labels has {len(labels)} names for {len(loaded)} results")
+    first_file, first = loaded[0]
+    for file, results in loaded[1:]:
+        mine, theirs = _lists_identity(results, first), _lists_identity(first, results)
+        if mine != theirs:
+            raise DataError(
+                f"{file} was scored on other candidate lists than {first_file} "
+                f"({mine} vs {theirs}): score every model with `evaluate "
+                "retrieval --lists` on the same file"
+            )
+    columns = {}
+    for i, (file, results) in enumerate(loaded):
+        label = labels[i] if labels else results.get("label", "ours")
+        if label in ("ours", "") or label in columns:
+            label = f"{results.get('system', 'ours')} ({file.parent.name})"
+        columns[label] = results
+    table = paper_tables.table_rows(
+        paper_tables.TABLE2_ROWS, paper_tables.TABLE2_METHODS, columns
+    )
+    summary = {
+        "protocol": first.get("protocol"),
+        "lists": first.get("lists"),
+        "lists_sha256": first.get("lists_sha256"),
+        "runs": {
+            label: {
+                "results": str(file),
+                "system": r.get("system"),
+                "checkpoint": r.get("checkpoint"),
+                "itr": r["itr"],
+                "tir": r["tir"],
+                "sum_r": r.get("sum_r"),
+            }
+            for label, (file, r) in zip(columns, loaded)
+        },
+    }
+    paper_tables.write_results(
+        args.out,
+        summary,
+        {"Table 2: retrieval on Fashion-Gen, identical candidate lists": table},
+        "Retrieval: " + ", ".join(columns),
+    )
+    print("Kaleido-BERT Table 2 with our runs, all on the same candidate lists")
+    print(paper_tables.plain_text(table), end="")
+    print(f"wrote {args.out / 'results.json'}, {args.out / 'results.md'}")
+    return 0
+
+
+def _lists_identity(results: dict, other: dict) -> tuple:
+    """What makes two results comparable: the lists' content hash when both
+    recorded it, else the lists' seed and the products they were drawn from."""
+    if results.get("lists_sha256") and other.get("lists_sha256"):
+        return ("sha256", results["lists_sha256"])
+    return (
+        "seed+products",
+        results.get("lists_seed"),
+        results.get("products_fingerprint"),
+    )

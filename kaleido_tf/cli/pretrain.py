@@ -19,6 +19,32 @@ def stage_data_argument(text: str) -> tuple[str, Path]:
     return key, Path(folder)
 
 
+def step_data_argument(text: str) -> tuple[str, Path]:
+    """Parses ``--step-data KEY=DIR``."""
+    key, sep, folder = text.partition("=")
+    if not sep or not key or not folder:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not KEY=DIR (a step type's data key and its folder)"
+        )
+    return key, Path(folder)
+
+
+def step_data_folders(args: argparse.Namespace) -> dict[str, Path]:
+    """``--step-data`` and ``--omni-data`` as data key -> folder."""
+    pairs = list(args.step_data)
+    if args.omni_data is not None:
+        pairs.append(("omni", args.omni_data))
+    folders: dict[str, Path] = {}
+    for key, folder in pairs:
+        if key in folders and folders[key] != folder:
+            raise ConfigError(
+                f"the data of step type key {key} is given twice ({folders[key]} "
+                f"and {folder}): give it once"
+            )
+        folders[key] = folder
+    return folders
+
+
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "pretrain",
@@ -60,6 +86,27 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="KEY=DIR",
         help="the prepared folder of the stages whose data is KEY (repeatable)",
     )
+    p.add_argument(
+        "--step-data",
+        action="append",
+        default=[],
+        type=step_data_argument,
+        metavar="KEY=DIR",
+        help=(
+            "the folder of a system's step type whose data is KEY (repeatable); "
+            "--data is the main one (CommerceMM: the prepare-pixels folder)"
+        ),
+    )
+    p.add_argument(
+        "--omni-data",
+        type=Path,
+        metavar="DIR",
+        help=(
+            "CommerceMM: the `kaleido-tf prepare-omni` folder of the Omni-Retrieval "
+            "steps (= --step-data omni=DIR); required when "
+            "commerce_mm.omni_step_probability > 0"
+        ),
+    )
     return p
 
 
@@ -72,7 +119,13 @@ def run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         overrides.append(f"train.seed={args.seed}")
     config = kaleido_tf.load_config(args.config, overrides)
+    step_data = step_data_folders(args)
     if config.train.stages:
+        if step_data:
+            raise ConfigError(
+                "--step-data / --omni-data are not read by multi-stage configs "
+                "(train.stages): run each stage's config on its own"
+            )
         return run_stages(args, config)
     if args.stage_data:
         raise ConfigError(
@@ -90,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         args.model_dir,
         init_from=args.init_from,
         argv=["kaleido-tf", *args.argv],
+        step_data=step_data,
     )
     if trainer.bert_report is not None:
         print(trainer.bert_report.format())

@@ -10,6 +10,8 @@ import dataclasses
 import re
 from typing import Literal
 
+from kaleido_tf.training.modality_randomization import ModalityRandomizationConfig
+
 
 @dataclasses.dataclass(frozen=True)
 class EncoderConfig:
@@ -201,6 +203,12 @@ class ImageBertConfig:
             (the rest replace the caption); 0.5 [D].
         losses_on_negatives: MLM, MOC and MRFR also on mismatched pairs; False
             ([P] "only ... when the input image and text is related").
+        mrfr_reduction: ``mean``: MRFR's squared error averaged over the D
+            feature dimensions (UNITER's MRFR; [D]); ``sum``: the paper's
+            squared L2 norm, which with raw 2048-d features outweighs the other
+            losses by orders of magnitude (measured on the demo: MRFR ~7000 vs
+            ITM 0.69 after 600 steps, ITM stuck at chance under the global
+            gradient clip).
         dummy_sequence_position: One learned sequence-position vector added to
             every visual token ([P] "a fixed dummy position").
         projection_bias: Biases on the region-feature and location projections.
@@ -219,6 +227,7 @@ class ImageBertConfig:
     moc_target: Literal["label", "distribution"] = "label"
     image_swap_fraction: float = 0.5
     losses_on_negatives: bool = False
+    mrfr_reduction: Literal["mean", "sum"] = "mean"
     dummy_sequence_position: bool = True
     projection_bias: bool = True
 
@@ -333,6 +342,162 @@ class InterBertConfig:
             raise ValueError("max_masked_regions must be >= 0 (0 = every region)")
         if self.num_classes < 1 or self.pooled_size < 1:
             raise ValueError("num_classes and pooled_size must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class CommerceMMConfig:
+    """CommerceMM's image encoder, K/M split, heads, objectives and step mix (§4).
+
+    The text/fusion transformer is ``model.encoder`` (L = ``num_layers`` XLM-R
+    layers, H, heads, FFN); the fields here add the image encoder, the split K,
+    the heads and the two step types. Defaults follow imagebert_interbert_
+    commercemm.md §4 ([P] the paper, [D] the spec's choice).
+
+    Attributes:
+        image_backbone: ``resnet`` (ResNet-50 grid, 49 + [CLS]) or ``vit``
+            (ViT-B/16 patches, 196 + [CLS]) [P].
+        image_size: S, input pixels S x S (224 [P]).
+        resnet_model_id: ResNet depth (50 [P]).
+        resnet_depth_multiplier: ResNet width multiplier (1.0 [P]).
+        vit_hidden_size, vit_num_layers, vit_num_heads, vit_mlp_dim,
+            vit_patch_size: ViT-B/16: 768, 12, 12, 3072, 16 [P].
+        vit_dropout: Dropout inside the ViT (0 [D]).
+        image_encoder_weights: Backbone weights (a TensorFlow checkpoint of the
+            backbone, ``networks/image_encoder.load_image_encoder_weights``),
+            relative to ``--data-dir``; empty = random initialisation.
+        num_text_layers: K, the text encoder's layers; M = L - K fuse ((3, 3)
+            for the 6-layer models, (6, 6) for the 12-layer one [P]).
+        projection_dim: E of the ``f``, ``g``, ``h`` heads (256 [D] §4.11 #7).
+        initial_temperature: τ at initialization (0.07 [D]).
+        min_temperature, max_temperature: τ clamp ([0.001, 0.5] [D]).
+        mlm, mim_kl, mim_fr, itc, itm: The 5 image-text tasks (Table 1 rows).
+        omni_step_probability: p, the chance that a step is an Omni-Retrieval
+            step (the 9 tasks); 0 = no Omni step, 1 = Omni only (0.5 [D]
+            §4.11 #2).
+        step_schedule: ``random`` (each step drawn with p [D]) or ``alternate``
+            (round-robin; needs p = 0.5 or p in {0, 1}).
+        mlm_weight: Weight of MLM in the image-text step (0.5 [P]); the other
+            image-text tasks and the 9 Omni tasks weigh 1.0 [P].
+        mlm_mask_policy: ``all_mask`` (every chosen token becomes [MASK], as
+            written [P]) or ``bert_80_10_10`` (§4.11 #4 option).
+        token_mask_rate: Fraction of text tokens masked for MLM (15% [P]).
+        max_masked_tokens: M, MLM slots per example (static shapes).
+        mim_grey_ratio: Fraction of patches greyed for MIM (50% [P]).
+        teacher_feature_dim: D_t, the teacher's pooled feature width (MIM-fr
+            target ``r(v)``; 2048 for a ResNet-50 pool5 [D]); must equal the
+            data's ``teacher_features`` width.
+        num_clusters: K_c, the teacher's clusters (MIM-kl target ``c(v)``;
+            10,000 [D]); must equal the data's ``teacher_clusters`` width.
+        itm_dropout: Dropout before the ITM classifier ([D]).
+        modality_randomization: Re-sample K every step (the 2nd stage, §4.7);
+            see ``training/modality_randomization.ModalityRandomizationConfig``.
+    """
+
+    image_backbone: Literal["resnet", "vit"] = "resnet"
+    image_size: int = 224
+    resnet_model_id: int = 50
+    resnet_depth_multiplier: float = 1.0
+    vit_hidden_size: int = 768
+    vit_num_layers: int = 12
+    vit_num_heads: int = 12
+    vit_mlp_dim: int = 3072
+    vit_patch_size: int = 16
+    vit_dropout: float = 0.0
+    image_encoder_weights: str = ""
+    num_text_layers: int = 3
+    projection_dim: int = 256
+    initial_temperature: float = 0.07
+    min_temperature: float = 0.001
+    max_temperature: float = 0.5
+    mlm: bool = True
+    mim_kl: bool = True
+    mim_fr: bool = True
+    itc: bool = True
+    itm: bool = True
+    omni_step_probability: float = 0.5
+    step_schedule: Literal["random", "alternate"] = "random"
+    mlm_weight: float = 0.5
+    mlm_mask_policy: Literal["all_mask", "bert_80_10_10"] = "all_mask"
+    token_mask_rate: float = 0.15
+    max_masked_tokens: int = 20
+    mim_grey_ratio: float = 0.5
+    teacher_feature_dim: int = 2048
+    num_clusters: int = 10000
+    itm_dropout: float = 0.0
+    modality_randomization: ModalityRandomizationConfig = dataclasses.field(
+        default_factory=ModalityRandomizationConfig
+    )
+
+    def active(self) -> tuple[str, ...]:
+        """Ids of the enabled image-text tasks, in the paper's order."""
+        ids = ("mlm", "mim_kl", "mim_fr", "itc", "itm")
+        return tuple(i for i in ids if getattr(self, i))
+
+    @property
+    def omni(self) -> bool:
+        """Omni-Retrieval steps run (p > 0)."""
+        return self.omni_step_probability > 0.0
+
+    @property
+    def mim_patch_size(self) -> int:
+        """Side of a greyed MIM patch in pixels: 32 (ResNet grid) or the ViT's."""
+        return 32 if self.image_backbone == "resnet" else self.vit_patch_size
+
+    def __post_init__(self) -> None:
+        p = self.omni_step_probability
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"omni_step_probability must be in [0, 1]: {p}")
+        if not self.active() and p < 1.0:
+            raise ValueError(
+                "no image-text task is enabled: set omni_step_probability: 1.0 "
+                "(Omni only, Table 1 L8) or enable a task"
+            )
+        if self.active() and p == 1.0:
+            raise ValueError(
+                "omni_step_probability 1.0 never runs the enabled image-text tasks "
+                f"{list(self.active())}: disable them or lower it"
+            )
+        if self.step_schedule == "alternate" and p not in (0.0, 0.5, 1.0):
+            raise ValueError(
+                f"step_schedule alternate takes turns: omni_step_probability must "
+                f"be 0.5 (or 0 / 1), found {p}"
+            )
+        if self.image_size % self.mim_patch_size:
+            raise ValueError(
+                f"image_size {self.image_size} must be a multiple of the "
+                f"{self.image_backbone} patch size {self.mim_patch_size}"
+            )
+        if not 0.0 < self.min_temperature <= self.initial_temperature:
+            raise ValueError("need 0 < min_temperature <= initial_temperature")
+        if not self.initial_temperature <= self.max_temperature:
+            raise ValueError("need initial_temperature <= max_temperature")
+        for name in ("token_mask_rate", "mim_grey_ratio"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in (0, 1): {getattr(self, name)}")
+        if self.mlm_weight < 0.0:
+            raise ValueError(f"mlm_weight must be >= 0: {self.mlm_weight}")
+        for name in (
+            "projection_dim",
+            "max_masked_tokens",
+            "teacher_feature_dim",
+            "num_clusters",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1: {getattr(self, name)}")
+        if self.num_text_layers < 0:
+            raise ValueError(f"num_text_layers must be >= 0: {self.num_text_layers}")
+        if self.omni and self.num_text_layers == 0:
+            raise ValueError(
+                "Omni-Retrieval needs a text encoder (spec §4.2: not applicable at "
+                "K = 0): set omni_step_probability: 0.0 or num_text_layers >= 1"
+            )
+        mr = self.modality_randomization
+        if self.omni and mr.enabled and mr.min_text_layers == 0:
+            raise ValueError(
+                "modality randomization may draw K = 0, where Omni-Retrieval has no "
+                "text encoder: set omni_step_probability: 0.0 (the 2nd stage runs "
+                "the 5 image-text tasks, §4.7) or min_text_layers >= 1"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -555,19 +720,22 @@ class ExperimentConfig:
             there means its defaults).
         inter_bert: See InterBertConfig; only with ``system: inter_bert`` (None
             there means its defaults).
+        commerce_mm: See CommerceMMConfig; only with ``system: commerce_mm``
+            (None there means its defaults).
         train: See TrainConfig.
         finetune: A downstream task (``kaleido-tf finetune``), or None for
             pretraining; with it, ``tasks`` is not used.
     """
 
-    system: Literal["kaleido_bert", "fashion_bert", "image_bert", "inter_bert"] = (
-        "kaleido_bert"
-    )
+    system: Literal[
+        "kaleido_bert", "fashion_bert", "image_bert", "inter_bert", "commerce_mm"
+    ] = "kaleido_bert"
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     tasks: TasksConfig = dataclasses.field(default_factory=TasksConfig)
     fashion_bert: FashionBertConfig | None = None
     image_bert: ImageBertConfig | None = None
     inter_bert: InterBertConfig | None = None
+    commerce_mm: CommerceMMConfig | None = None
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     finetune: FinetuneConfig | None = None
 
@@ -599,3 +767,25 @@ class ExperimentConfig:
                 "system inter_bert reads detector regions: set model.layout: "
                 f"regions36 (or regions100), found {self.model.layout!r}"
             )
+        if self.commerce_mm is not None and self.system != "commerce_mm":
+            raise ValueError(
+                f"a commerce_mm section needs system: commerce_mm, not {self.system}"
+            )
+        if self.system == "commerce_mm":
+            self._check_commerce_mm()
+
+    def _check_commerce_mm(self) -> None:
+        cmm = self.commerce_mm or CommerceMMConfig()
+        layers = self.model.encoder.num_layers
+        if cmm.num_text_layers > layers:
+            raise ValueError(
+                f"commerce_mm.num_text_layers {cmm.num_text_layers} exceeds "
+                f"model.encoder.num_layers {layers} (K + M = L)"
+            )
+        if cmm.modality_randomization.enabled:
+            from kaleido_tf.errors import ConfigError
+
+            try:
+                cmm.modality_randomization.text_layer_range(layers)
+            except ConfigError as e:
+                raise ValueError(f"commerce_mm.modality_randomization: {e}") from None

@@ -94,28 +94,29 @@ def _ours_cell(metric: str, value: float | None) -> str:
 
 
 def table_rows(
-    rows: tuple, methods: tuple[str, ...], ours: dict[str, Any], label: str
+    rows: tuple, methods: tuple[str, ...], columns: dict[str, dict[str, Any]]
 ) -> list[list[str]]:
     """The cells of a table: a header, then one row per metric.
 
     Args:
         rows: ``TABLE2_ROWS`` or ``TABLE3_ROWS``.
         methods: ``TABLE2_METHODS`` or ``TABLE3_METHODS``.
-        ours: Our results, nested dicts addressed by the rows' dotted keys (e.g.
-            ``{"itr": {"rank@1": 0.25}, "sum_r": 190.0}``); missing keys print "-".
-        label: Header of our column.
+        columns: Our column headers -> our results, nested dicts addressed by the
+            rows' dotted keys (e.g. ``{"itr": {"rank@1": 0.25}, "sum_r": 190.0}``);
+            missing keys print "-". Several columns put several of our models
+            (e.g. Kaleido-BERT and ImageBERT on the same lists) beside the paper.
 
     Returns:
         Rows of strings, header first.
     """
-    out = [["Task", "Metric", *methods, label]]
+    out = [["Task", "Metric", *methods, *columns]]
     for task, metric, key, paper in rows:
         out.append(
             [
                 task,
                 metric,
                 *(_paper_cell(metric, v) for v in paper),
-                _ours_cell(metric, _lookup(ours, key)),
+                *(_ours_cell(metric, _lookup(ours, key)) for ours in columns.values()),
             ]
         )
     return out
@@ -145,7 +146,7 @@ def table2(ours: dict[str, Any], label: str = "ours") -> list[list[str]]:
             fractions, SumR ×100).
         label: Header of our column.
     """
-    return table_rows(TABLE2_ROWS, TABLE2_METHODS, ours, label)
+    return table_rows(TABLE2_ROWS, TABLE2_METHODS, {label: ours})
 
 
 def table3(ours: dict[str, Any], label: str = "ours") -> list[list[str]]:
@@ -157,7 +158,7 @@ def table3(ours: dict[str, Any], label: str = "ours") -> list[list[str]]:
             any part may be missing.
         label: Header of our column.
     """
-    return table_rows(TABLE3_ROWS, TABLE3_METHODS, ours, label)
+    return table_rows(TABLE3_ROWS, TABLE3_METHODS, {label: ours})
 
 
 def paper_values() -> dict[str, Any]:

@@ -4,12 +4,16 @@ distribution (MOC's soft-label variant)."""
 import tensorflow as tf
 
 
-def squared_l2(targets: tf.Tensor, predictions: tf.Tensor) -> tf.Tensor:
-    """``||prediction - target||^2`` over the last axis.
+def squared_l2(
+    targets: tf.Tensor, predictions: tf.Tensor, reduction: str = "sum"
+) -> tf.Tensor:
+    """``||prediction - target||^2`` over the last axis (``reduction="sum"``), or
+    its mean over the D features (``"mean"``, UNITER's MRFR).
 
     Args:
         targets: float [..., D]; the original region features.
         predictions: float [..., D]; the head's regressed features.
+        reduction: ``sum`` (the paper's squared L2) or ``mean`` (divided by D).
 
     Returns:
         float32 [...].
@@ -17,7 +21,11 @@ def squared_l2(targets: tf.Tensor, predictions: tf.Tensor) -> tf.Tensor:
     Reference: ImageBERT §3.3 Task 3 (MRFR; the printed leading minus is a typo,
     imagebert_interbert_commercemm.md §2.4).
     """
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
     diff = tf.cast(predictions, tf.float32) - tf.cast(targets, tf.float32)
+    if reduction == "mean":
+        return tf.reduce_mean(tf.square(diff), axis=-1)
     return tf.reduce_sum(tf.square(diff), axis=-1)
 
 

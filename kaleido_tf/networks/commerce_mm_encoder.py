@@ -149,6 +149,7 @@ class CommerceMMEncoder(tf_keras.layers.Layer):
             type_vocab_size,
             initializer_range,
             output_dropout,
+            norm_epsilon=norm_epsilon,
             name="text_embedding",
         )
         self.image_encoder = ImageEncoder(
@@ -278,7 +279,11 @@ class CommerceMMEncoder(tf_keras.layers.Layer):
             [tf.cast(input_mask, tf.int32), tf.cast(visual_mask, tf.int32)], axis=1
         )
         mask = padding_attention_mask(token_mask)  # [B, T + 1 + P, T + 1 + P]
-        x = tf.concat([text_states, visual_tokens], axis=1)  # [B, T + 1 + P, H]
+        # One dtype under mixed precision (LayerNorm outputs may be float32).
+        dtype = self.compute_dtype
+        x = tf.concat(
+            [tf.cast(text_states, dtype), tf.cast(visual_tokens, dtype)], axis=1
+        )  # [B, T + 1 + P, H]
         return self._blocks_where(lambda i: i >= k, x, mask, training)
 
     def call(self, inputs, num_text_layers=None, training=None):

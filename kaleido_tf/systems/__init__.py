@@ -1,11 +1,19 @@
 """Every system, listed explicitly (no registration by import side effect)."""
 
-from kaleido_tf.systems import fashion_bert, image_bert, kaleido_bert
+from kaleido_tf.systems import (
+    commerce_mm,
+    fashion_bert,
+    image_bert,
+    inter_bert,
+    kaleido_bert,
+)
 
 SYSTEMS = {
     kaleido_bert.NAME: kaleido_bert,
     fashion_bert.NAME: fashion_bert,
     image_bert.NAME: image_bert,
+    inter_bert.NAME: inter_bert,
+    commerce_mm.NAME: commerce_mm,
 }
 
 

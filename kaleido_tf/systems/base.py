@@ -78,3 +78,49 @@ def config_encoder_kwargs(config) -> dict:
         "per_level_segments": enc.per_level_segments,
         "feature_dropout": enc.feature_dropout,
     }
+
+
+# (data_dir, config, global_batch_size, start_step, training, input_context)
+#   -> tf.data.Dataset; the signature of every system's ``build_dataset``.
+BuildDataset = Callable[..., tf.data.Dataset]
+# (config, step: int64 scalar tensor, the optimizer step about to be taken)
+#   -> extra keyword arguments of the model's call in that step (e.g. K).
+CallArguments = Callable[[object, tf.Tensor], dict]
+
+
+@dataclasses.dataclass(frozen=True)
+class StepType:
+    """One kind of training step of a recipe with several (CommerceMM §4.6).
+
+    A recipe module that defines ``step_types(config) -> dict[str, StepType]``
+    is trained by the Trainer with one input iterator and one compiled train
+    function per type; each step's type is drawn from ``probability`` (see
+    ``training/step_types.py``). A recipe may also define ``step_schedule(config)
+    -> "random" | "alternate"`` (default ``random``).
+
+    Attributes:
+        probability: Chance that a step is of this type; the probabilities of a
+            recipe's types sum to 1. A type with 0 never runs and needs no data.
+        objectives: The losses of this type's steps, logged as ``<id>_loss``
+            (loss ids must differ between types).
+        build_dataset: This type's input pipeline, with the signature of a
+            system's ``build_dataset``; ``start_step`` counts this type's steps.
+        data_key: Where its folder comes from: ``"data"`` = the Trainer's
+            ``data_dir`` (``--data``); any other key = ``step_data[key]`` (CLI
+            ``--step-data KEY=DIR``).
+        check_data: ``(data_dir, config) -> manifest``, raising DataError on a
+            folder the config cannot read; None = the Trainer's default check.
+        call_arguments: Extra keyword arguments of the model's call, a function
+            of ``(config, step)`` evaluated inside the replica step (the same on
+            every replica), e.g. CommerceMM's K and ITM seed; None = none.
+
+    Reference: CommerceMM (Yu et al., KDD 2022) §3.3; spec
+    imagebert_interbert_commercemm.md §4.6, §4.10 #8 (the task-set sampler).
+    """
+
+    probability: float
+    objectives: Objectives
+    build_dataset: BuildDataset
+    data_key: str = "data"
+    check_data: Callable[..., dict] | None = None
+    call_arguments: CallArguments | None = None

@@ -122,7 +122,9 @@ def objectives(config: ExperimentConfig) -> Objectives:
         return values, batch["masked_region_weights"] * pair_weight(batch)[:, None]
 
     def mrfr(batch, out):
-        values = squared_l2(batch["mrfr_targets"], out["mrfr_logits"])
+        values = squared_l2(
+            batch["mrfr_targets"], out["mrfr_logits"], ib.mrfr_reduction
+        )
         return values, batch["masked_region_weights"] * pair_weight(batch)[:, None]
 
     def itm(batch, out):

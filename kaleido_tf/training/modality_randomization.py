@@ -9,10 +9,12 @@ draws the same K for the same step.
 from __future__ import annotations
 
 import dataclasses
-
-import tensorflow as tf
+from typing import TYPE_CHECKING
 
 from kaleido_tf.errors import ConfigError
+
+if TYPE_CHECKING:  # TensorFlow loads lazily: the config schema imports this module
+    import tensorflow as tf
 
 # Distinguishes this stream from other stateless draws keyed by (seed, step).
 _STREAM = 0x4D52  # "MR"
@@ -95,6 +97,8 @@ def sample_num_text_layers(seed, step, min_text_layers: int, max_text_layers: in
     """
     if not 0 <= min_text_layers <= max_text_layers:
         raise ValueError(f"empty range of K: [{min_text_layers}, {max_text_layers}]")
+    import tensorflow as tf
+
     key = tf.stack([tf.cast(seed, tf.int64), tf.constant(_STREAM, tf.int64)])  # [2]
     key = tf.random.experimental.stateless_fold_in(
         key, tf.cast(step, tf.int64), alg="philox"

@@ -37,6 +37,7 @@ from kaleido_tf.systems import get_recipe
 from kaleido_tf.training import distribute
 from kaleido_tf.training.optimizer import build_optimizer
 from kaleido_tf.training.preflight import check_model_dir
+from kaleido_tf.training.step_types import draw_step_types, runs, steps_taken
 
 CHECKPOINT_DIR = "checkpoints"
 HISTORY_FILE = "history.jsonl"
@@ -130,6 +131,18 @@ class Trainer:
             encoder (and heads of the same ids) start a fine-tuning run (ignored
             when resuming); see ``finetuning.pretrained_weights``.
         argv: The command line, recorded in ``argv.txt``.
+        step_data: Data key -> folder of the recipe's step types whose
+            ``StepType.data_key`` is not ``"data"`` (CLI ``--step-data KEY=DIR``).
+
+    A recipe with ``step_types(config)`` (``systems/base.StepType``) trains with
+    several step types: one input iterator and one train function per type in
+    use, the type of step s drawn on the host from (``train.seed``, s)
+    (``training/step_types.py``), so every worker agrees and a resumed run
+    replays the same types, each iterator resuming after its own steps. Each
+    type's losses are logged under their own ids; a history row adds
+    ``<type>_steps`` (the steps of each type since the previous row) and
+    ``<type>_total_loss`` (the weighted sum of that type's mean losses), and its
+    ``total_loss`` is their step-weighted mean.
 
     Under ``MultiWorkerMirroredStrategy`` only the chief writes ``model_dir``
     (checkpoints, summaries, history, run records); every worker restores from
@@ -147,6 +160,7 @@ class Trainer:
         init_from: str | Path | None = None,
         argv: list[str] | None = None,
         init_checkpoint: str | Path | None = None,
+        step_data: dict[str, str | Path] | None = None,
     ) -> None:
         self.config = config
         self.data_dir = Path(data_dir)
@@ -156,7 +170,20 @@ class Trainer:
             check_model_dir(self.model_dir, config.train.min_free_disk_mb)
         self.preempted = False
         self.system = get_recipe(config)
-        self.manifest = check_data(config, self.data_dir)
+        self.step_types, self.step_schedule, self.step_dirs = _step_types(
+            self.system, config, self.data_dir, step_data
+        )
+        if self.step_types is None:
+            self.manifest = check_data(config, self.data_dir)
+        else:
+            self.manifest = None
+            for name, kind in self.step_types.items():
+                folder = self.step_dirs[name]
+                checked = (kind.check_data or (lambda d, c: check_data(c, d)))(
+                    folder, config
+                )
+                if folder == self.data_dir or self.manifest is None:
+                    self.manifest = checked
         self.plan = plan(config, self.data_dir)
         self.strategy = strategy or distribute.get_strategy()
         replicas = self.strategy.num_replicas_in_sync
@@ -165,7 +192,12 @@ class Trainer:
                 f"train.global_batch_size {config.train.global_batch_size} is not a "
                 f"multiple of the {replicas} replicas"
             )
-        self.objectives = self.system.objectives(config)
+        if self.step_types is None:
+            self.objectives = self.system.objectives(config)
+            every_objectives = [self.objectives]
+        else:
+            every_objectives = [t.objectives for t in self.step_types.values()]
+            self.objectives = every_objectives[0]
         tf_keras.utils.set_random_seed(config.train.seed)  # same initial weights
         policy = "mixed_float16" if config.train.mixed_precision else "float32"
         tf_keras.mixed_precision.set_global_policy(policy)
@@ -178,23 +210,27 @@ class Trainer:
                 self.optimizer = tf_keras.mixed_precision.LossScaleOptimizer(
                     self.optimizer
                 )
-            self.trackers = {
-                f"{k}_loss": tf_keras.metrics.Mean(f"{k}_loss")
-                for k in self.objectives.losses
-            }
-            self.trackers.update(
-                {
-                    f"{k}_accuracy": tf_keras.metrics.Mean(f"{k}_accuracy")
-                    for k in self.objectives.accuracies
-                }
-            )
-            if self.objectives.combine is not None:  # adaptive weights, logged
+            self.trackers = {}
+            for objectives in every_objectives:
                 self.trackers.update(
                     {
-                        f"{k}_weight": tf_keras.metrics.Mean(f"{k}_weight")
-                        for k in self.objectives.losses
+                        f"{k}_loss": tf_keras.metrics.Mean(f"{k}_loss")
+                        for k in objectives.losses
                     }
                 )
+                self.trackers.update(
+                    {
+                        f"{k}_accuracy": tf_keras.metrics.Mean(f"{k}_accuracy")
+                        for k in objectives.accuracies
+                    }
+                )
+                if objectives.combine is not None:  # adaptive weights, logged
+                    self.trackers.update(
+                        {
+                            f"{k}_weight": tf_keras.metrics.Mean(f"{k}_weight")
+                            for k in objectives.losses
+                        }
+                    )
         self.checkpoint = tf.train.Checkpoint(
             model=self.model, optimizer=self.optimizer
         )
@@ -240,27 +276,34 @@ class Trainer:
         """Optimizer steps taken so far (restored on resume)."""
         return int(self.optimizer.iterations.numpy())
 
-    def _replica_step(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
+    def _replica_step(
+        self, batch: dict[str, tf.Tensor], objectives=None, call_arguments=None
+    ) -> tf.Tensor:
+        # objectives / call_arguments: a step type's (None: the recipe's own).
+        objectives = objectives or self.objectives
+        kwargs = {}
+        if call_arguments is not None:  # the step about to be taken, all replicas
+            kwargs = call_arguments(self.config, self.optimizer.iterations)
         variables = self.model.trainable_variables
-        persistent = self.objectives.combine_needs_gradients
+        persistent = objectives.combine_needs_gradients
         with tf.GradientTape(persistent=persistent) as tape:
-            outputs = self.model(batch, training=True)
+            outputs = self.model(batch, training=True, **kwargs)
             shares = {}
-            for task, term in self.objectives.losses.items():
+            for task, term in objectives.losses.items():
                 values, weights = term(batch, outputs)
                 shares[task], _ = weighted_mean(values, weights)
                 self.trackers[f"{task}_loss"].update_state(values, weights)
             norm = _gradient_norm(tape, self.model) if persistent else None
-            total, task_weights = self.objectives.total(shares, norm)
+            total, task_weights = objectives.total(shares, norm)
             scaled = (
                 self.optimizer.get_scaled_loss(total)
                 if self.config.train.mixed_precision
                 else total
             )
-        for task, term in self.objectives.accuracies.items():
+        for task, term in objectives.accuracies.items():
             correct, weights = term(batch, outputs)
             self.trackers[f"{task}_accuracy"].update_state(correct, weights)
-        if self.objectives.combine is not None:
+        if objectives.combine is not None:
             for task, weight in task_weights.items():
                 self.trackers[f"{task}_weight"].update_state(weight)
         mixed = self.config.train.mixed_precision
@@ -340,6 +383,8 @@ class Trainer:
             writer = tf.summary.create_file_writer(str(self.model_dir / "logs"))
         else:
             writer = tf.summary.create_noop_writer()
+        if self.step_types is not None:
+            return self._fit_step_types(progress, log, total_steps, flag, writer)
         replica_step = self._replica_step
         if self.config.train.jit_compile:  # as Keras' compile(jit_compile=True)
             replica_step = tf.function(replica_step, jit_compile=True)
@@ -411,10 +456,195 @@ class Trainer:
             log(f"trained to step {step} in {time.time() - started:.0f} s")
         return history
 
+    def step_type_dataset(self, name: str, start_step: int):
+        """The distributed batches of step type ``name`` after ``start_step`` of
+        its own steps (endless)."""
+        kind = self.step_types[name]
+        folder = self.step_dirs[name]
+        global_batch = self.config.train.global_batch_size
+
+        def make(ctx: tf.distribute.InputContext):
+            return kind.build_dataset(
+                folder,
+                self.config,
+                global_batch_size=global_batch,
+                start_step=start_step,
+                training=True,
+                input_context=ctx,
+            )
+
+        return self.strategy.distribute_datasets_from_function(make)
+
+    def step_type_sequence(self, start: int, stop: int) -> list[str]:
+        """The step type of each step in ``[start, stop)`` (host draw)."""
+        return draw_step_types(
+            self.config.train.seed,
+            start,
+            stop,
+            {k: t.probability for k, t in self.step_types.items()},
+            self.step_schedule,
+        )
+
+    def _fit_step_types(self, progress, log, total_steps, flag, writer):
+        """``_fit`` for a recipe with several step types (see the class doc)."""
+        every = self.config.train.log_every_steps
+        seed = self.config.train.seed
+        probabilities = {k: t.probability for k, t in self.step_types.items()}
+        train_steps = {}
+        for name, kind in self.step_types.items():
+
+            def replica_step(batch, kind=kind):
+                return self._replica_step(batch, kind.objectives, kind.call_arguments)
+
+            if self.config.train.jit_compile:
+                replica_step = tf.function(replica_step, jit_compile=True)
+
+            @tf.function
+            def run(iterator, count, replica_step=replica_step):
+                for _ in tf.range(count):
+                    self.strategy.run(replica_step, args=(next(iterator),))
+
+            train_steps[name] = run
+
+        @tf.function
+        def any_worker(requested):
+            value = self.strategy.run(lambda: tf.identity(requested))
+            return self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+
+        history = []
+        step = self.step
+        if self.resumed_from:
+            log(f"resumed from {self.resumed_from} at step {step}")
+        taken = steps_taken(seed, step, probabilities, self.step_schedule)
+        iterators = {
+            name: iter(self.step_type_dataset(name, taken[name]))
+            for name in self.step_types
+        }
+        extra = [f"{k}_steps" for k in self.step_types] + [
+            f"{k}_total_loss" for k in self.step_types
+        ]
+        bar = tf_keras.utils.Progbar(
+            self.plan.total_steps,
+            stateful_metrics=list(self.trackers) + ["lr", "total_loss"] + extra,
+            verbose=(1 if sys.stderr.isatty() else 2) if progress else 0,
+        )
+        started = time.time()
+        quiet_log = not (progress and sys.stderr.isatty())
+        several = distribute.num_workers() > 1
+        window = dict.fromkeys(self.step_types, 0)
+        while step < total_steps:
+            requested = flag.is_set()
+            if several:
+                requested = float(any_worker(tf.constant(float(requested)))) > 0
+            if requested:
+                self.preempted = True
+                break
+            count = min(every - step % every, total_steps - step)
+            for name, length in runs(self.step_type_sequence(step, step + count)):
+                train_steps[name](iterators[name], tf.constant(length))
+                window[name] += length
+            step += count
+            epoch = step // self.plan.steps_per_epoch
+            logs = {}
+            done = 0
+            total = 0.0
+            for name, kind in self.step_types.items():
+                logs[f"{name}_steps"] = window[name]
+                if not window[name]:  # no step of this type since the last row
+                    continue
+                objectives = kind.objectives
+                keys = [f"{k}_loss" for k in objectives.losses]
+                keys += [f"{k}_accuracy" for k in objectives.accuracies]
+                if objectives.combine is not None:
+                    keys += [f"{k}_weight" for k in objectives.losses]
+                logs.update({k: float(self.trackers[k].result()) for k in keys})
+                type_total = sum(
+                    logs.get(f"{k}_weight", objectives.weights[k]) * logs[f"{k}_loss"]
+                    for k in objectives.losses
+                )
+                logs[f"{name}_total_loss"] = type_total
+                total += window[name] * type_total
+                done += window[name]
+            logs["total_loss"] = total / max(done, 1)
+            logs["lr"] = float(self.schedule(step - 1))
+            if step % every == 0 or step == self.plan.total_steps:
+                with writer.as_default(step=step):
+                    for key, value in logs.items():
+                        tf.summary.scalar(key, value)
+                history.append({"step": step, "epoch": epoch, **logs})
+                if self.is_chief:
+                    _append_history(self.model_dir, history[-1])
+                if quiet_log:
+                    log(f"step {step}: " + json.dumps(logs))
+                for t in self.trackers.values():
+                    t.reset_state()
+                window = dict.fromkeys(self.step_types, 0)
+            bar.update(step, [(k, v) for k, v in logs.items()])
+            if step - self._saved_step >= self.config.train.checkpoint_every_steps:
+                self._save(step)
+        if step != self._saved_step or self.manager.latest_checkpoint is None:
+            self._save(step)
+        writer.flush()
+        if self.preempted:
+            log(
+                f"stopped by SIGTERM at step {step} with checkpoint "
+                f"{self.manager.latest_checkpoint}: rerun the same command to resume"
+            )
+        else:
+            log(f"trained to step {step} in {time.time() - started:.0f} s")
+        return history
+
     def _save(self, step: int) -> None:
         # Every worker saves (collective); only the chief's folder is kept.
         self.manager.save(checkpoint_number=step, check_interval=False)
         self._saved_step = step
+
+
+def _step_types(system, config, data_dir: Path, step_data):
+    """``(types in use, schedule, type -> folder)`` of a recipe with
+    ``step_types``, else ``(None, None, None)``; checks the probabilities and
+    that every type in use has its folder."""
+    from kaleido_tf.training.step_types import check_probabilities
+
+    make = getattr(system, "step_types", None)
+    if make is None:
+        if step_data:
+            raise ConfigError(
+                f"--step-data {sorted(step_data)} given, but {config.system} has a "
+                "single step type: drop it"
+            )
+        return None, None, None
+    every = make(config)
+    schedule = getattr(system, "step_schedule", lambda c: "random")(config)
+    check_probabilities({k: t.probability for k, t in every.items()}, schedule)
+    folders = {"data": data_dir, **{k: Path(v) for k, v in (step_data or {}).items()}}
+    used = {k: t for k, t in every.items() if t.probability > 0}
+    known = {t.data_key for t in every.values()} | {"data"}
+    unknown = sorted(set(folders) - known)
+    if unknown:
+        raise ConfigError(
+            f"--step-data {unknown[0]}=... names no data key of {config.system}'s "
+            f"step types (keys: {sorted(known - {'data'})})"
+        )
+    dirs = {}
+    for name, kind in used.items():
+        if kind.data_key not in folders:
+            raise ConfigError(
+                f"{config.system} runs {name} steps (probability "
+                f"{kind.probability}) on their own data: give the folder with "
+                f"--step-data {kind.data_key}=DIR"
+                + (" (or --omni-data DIR)" if kind.data_key == "omni" else "")
+            )
+        dirs[name] = folders[kind.data_key]
+    seen: dict[str, str] = {}
+    for name, kind in used.items():
+        for key in (*kind.objectives.losses, *kind.objectives.accuracies):
+            if seen.setdefault(key, name) != name:
+                raise ConfigError(
+                    f"step types {seen[key]} and {name} both log {key!r}: give "
+                    "their losses distinct ids"
+                )
+    return used, schedule, dirs
 
 
 def global_loss_and_gradients(

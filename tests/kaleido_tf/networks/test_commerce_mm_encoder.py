@@ -208,3 +208,22 @@ def test_out_of_range_k_raises(encoder, k):
         encoder(_batch(), num_text_layers=k, training=False)
     with pytest.raises(ValueError, match="num_text_layers"):
         _encoder(num_layers=6, num_text_layers=k)
+
+
+def test_mixed_precision_fuses_float16_and_float32_states():
+    # Under mixed_float16 the text states (after LayerNorm) and the image tokens
+    # may differ in dtype; fusion must still run and agree with float32 weights.
+    import tf_keras
+
+    reference = _encoder(num_layers=2, num_text_layers=1)
+    batch = _batch()
+    expected = reference(batch, training=False)["sequence_output"].numpy()
+    tf_keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        mixed = _encoder(num_layers=2, num_text_layers=1)
+        mixed(batch, training=False)
+        mixed.set_weights(reference.get_weights())
+        out = mixed(batch, training=False)["sequence_output"]
+    finally:
+        tf_keras.mixed_precision.set_global_policy("float32")
+    np.testing.assert_allclose(out.numpy().astype(np.float32), expected, atol=0.05)

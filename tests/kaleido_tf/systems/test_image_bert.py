@@ -50,7 +50,11 @@ def test_system_is_registered_and_the_encoder_has_the_region_embedding():
 
 @pytest.mark.parametrize("moc_target", ["label", "distribution"])
 def test_masked_losses_are_zero_on_negatives_and_match_numpy(region_dir, moc_target):
-    cfg = config(f"image_bert.moc_target={moc_target}")
+    # Both MRFR reductions: the paper's squared L2 norm and its mean over D.
+    reduction = "sum" if moc_target == "label" else "mean"
+    cfg = config(
+        f"image_bert.moc_target={moc_target}", f"image_bert.mrfr_reduction={reduction}"
+    )
     batch = next(
         iter(
             build_region_dataset(
@@ -97,7 +101,8 @@ def test_masked_losses_are_zero_on_negatives_and_match_numpy(region_dir, moc_tar
         ce = (p * (logp - _np_log_softmax(logits))).sum(-1)
     share, _ = weighted_mean(*objectives.losses["moc"](batch, out))
     np.testing.assert_allclose(share.numpy(), (ce * w).sum() / w.sum(), rtol=1e-4)
-    l2 = ((out["mrfr_logits"].numpy() - batch["mrfr_targets"].numpy()) ** 2).sum(-1)
+    l2 = (out["mrfr_logits"].numpy() - batch["mrfr_targets"].numpy()) ** 2
+    l2 = l2.sum(-1) if reduction == "sum" else l2.mean(-1)
     share, _ = weighted_mean(*objectives.losses["mrfr"](batch, out))
     np.testing.assert_allclose(share.numpy(), (l2 * w).sum() / w.sum(), rtol=1e-4)
     # Changing a negative's targets changes nothing.
