@@ -81,9 +81,19 @@ def load_bert_checkpoint(model, bert_dir):
     """Loads a Google BERT checkpoint directory into ``model``; returns the report.
 
     A checkpoint prefix of the EasyTransfer releases (``.../model.ckpt-54198``,
-    ``.../kaleidobert.ckpt-50683``) is loaded by ``checkpoints/easytransfer.py``.
+    ``.../kaleidobert.ckpt-50683``) is loaded by ``checkpoints/easytransfer.py``; a
+    Hugging Face XLM-R folder (``config.json`` with ``model.safetensors`` or
+    ``tf_model.h5``, CommerceMM's text side) by ``checkpoints/hf_xlmr.py``.
     """
     from pathlib import Path
+
+    from kaleido_tf.checkpoints import hf_xlmr
+
+    folder = Path(bert_dir)
+    if (folder / hf_xlmr.CONFIG_FILE).is_file() and any(
+        (folder / name).is_file() for name in hf_xlmr.WEIGHT_FILES
+    ):
+        return hf_xlmr.load_hf_xlmr(model, folder)
 
     if not Path(bert_dir).is_dir() and Path(f"{bert_dir}.index").is_file():
         from kaleido_tf.checkpoints.easytransfer import load_easytransfer_checkpoint

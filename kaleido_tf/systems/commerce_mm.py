@@ -256,9 +256,10 @@ def omni_objectives(config: ExperimentConfig) -> Objectives:
     return Objectives(losses=terms, weights={k: 1.0 for k in terms}, accuracies={})
 
 
-def load_image_encoder(model: CommerceMMModel, config: ExperimentConfig, data_dir):
+def initialize_weights(model: CommerceMMModel, config: ExperimentConfig, data_dir):
     """Loads ``commerce_mm.image_encoder_weights`` (relative to ``data_dir``) into
-    the model's image backbone; returns the path, or None when none is set."""
+    the model's image backbone (the Trainer calls this before the first step of a
+    fresh run); returns the path, or None when none is set."""
     from kaleido_tf.networks.image_encoder import load_image_encoder_weights
 
     weights = settings(config).image_encoder_weights

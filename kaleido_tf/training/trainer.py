@@ -266,6 +266,12 @@ class Trainer:
             )
 
             self.init_report = load_pretrained_weights(self.model, init_checkpoint)
+        # A recipe's own start-up weights, e.g. CommerceMM's image encoder from a
+        # local file named in its config; not on resume or from a pretraining run.
+        self.extra_init = None
+        initialize = getattr(self.system, "initialize_weights", None)
+        if self.resumed_from is None and init_checkpoint is None and initialize:
+            self.extra_init = initialize(self.model, config, self.data_dir)
         if self.is_chief:
             write_run_records(self.model_dir, config, argv, self.model)
             if self.resumed_from is not None:  # rows logged after the checkpoint
