@@ -5,7 +5,9 @@ once; ``retrieval`` scores them with a run's ITM head and prints Kaleido-BERT's
 Table 2 with ours beside the paper's numbers; ``easytransfer`` re-scores a per-pair
 file the way EasyTransfer's FashionBERT scripts did; ``category`` and ``captioning``
 evaluate fine-tuned runs and print Table 3; ``gallery`` ranks every caption of a
-Karpathy split (Flickr30k / MSCOCO) against every image, R@1/5/10 both ways.
+Karpathy split (Flickr30k / MSCOCO) against every image, R@1/5/10 both ways;
+``dual`` is CommerceMM's full-pool retrieval (T2I, I2T, Q2P, I2P, I2Pⁱ), and
+``retrieval`` scores a CommerceMM run with its dual encoder.
 """
 
 from __future__ import annotations
@@ -44,11 +46,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     r = action.add_parser(
         "retrieval",
-        help="score the lists with a run's ITM head; print Table 2",
+        help="score the lists with a run's ITM head (CommerceMM: dot products of "
+        "its dual encoder); print Table 2",
         description=(
             "Scores every (query, candidate) pair with P(match) of the ITM head on "
             "clean inputs, writes retrieval_scores.tsv, results.json and "
-            "results.md into --out, and prints Kaleido-BERT's Table 2 with ours."
+            "results.md into --out, and prints Kaleido-BERT's Table 2 with ours. "
+            "A CommerceMM run (a dual encoder) embeds every distinct text and image "
+            "once and scores by dot product; --data is then its prepare-pixels "
+            "folder of the same products (no per-pair file, no ITM accuracy)."
         ),
     )
     r.add_argument("--model-dir", required=True, type=Path, help="a run folder")
@@ -166,7 +172,35 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="comma-separated column headers, one per result (default: each run's "
         "label, else its system)",
     )
-    for parser in (b, r, e, c, f, g, m):
+    u = action.add_parser(
+        "dual",
+        help="CommerceMM full-pool retrieval: T2I, I2T, Q2P, I2P, I2P-image R@K",
+        description=(
+            "Embeds every product (text + main image, through the whole model), "
+            "title query and alternate-view image of --data / --omni once and "
+            "ranks each query against all de-duplicated targets by dot product "
+            "(CommerceMM's downstream retrieval tasks); prints R@1/5/10 per task "
+            "and the meta average of R@1."
+        ),
+    )
+    u.add_argument(
+        "--run",
+        "--model-dir",
+        dest="model_dir",
+        required=True,
+        type=Path,
+        help="a CommerceMM run folder",
+    )
+    u.add_argument("--checkpoint", help="checkpoint prefix (default: the run's latest)")
+    u.add_argument(
+        "--data", required=True, type=Path, help="prepare-pixels folder (products)"
+    )
+    u.add_argument(
+        "--omni", required=True, type=Path, help="its prepare-omni folder (queries)"
+    )
+    u.add_argument("--batch-size", type=int, default=64, help="items per step (64)")
+    u.add_argument("--out", type=Path, help="write the metrics to this JSON file")
+    for parser in (b, r, e, c, f, g, m, u):
         parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
         parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return p
@@ -185,6 +219,8 @@ def run(args: argparse.Namespace) -> int:
         return _gallery(args)
     if args.action == "compare":
         return _compare(args)
+    if args.action == "dual":
+        return _dual(args)
     return _easytransfer(args)
 
 
@@ -239,6 +275,8 @@ def _retrieval(args: argparse.Namespace) -> int:
         f"scoring {lists.num_queries} queries x {lists.num_candidates} candidates "
         f"per direction with {trained.checkpoint} (step {trained.step})"
     )
+    if trained.config.system == "commerce_mm" or hasattr(trained.model, "embeddings"):
+        return _dual_retrieval(args, lists, trained)
     logits = score_retrieval_lists(
         trained.model,
         trained.config,
@@ -302,6 +340,112 @@ def _retrieval(args: argparse.Namespace) -> int:
     for note in notes:
         print(note)
     print(f"wrote {args.out / 'results.json'}, {args.out / 'results.md'}, {tsv}")
+    return 0
+
+
+def _dual_retrieval(args: argparse.Namespace, lists, trained) -> int:
+    """``retrieval`` for a dual encoder (CommerceMM): every distinct text and image
+    embedded once, pairs scored by dot product (spec §5.2 P-FG); the same
+    results.json keys as a cross-encoder's (no ITM accuracy, no per-pair file)."""
+    from kaleido_tf.evaluation import paper_tables
+    from kaleido_tf.evaluation.dual_encoder import DualEncoder, lists_results
+
+    ours = lists_results(
+        DualEncoder(trained.model),
+        args.data,
+        lists,
+        batch_size=args.batch_size,
+        progress=progress_enabled(args),
+    )
+    results = {
+        "protocol": (
+            "Fashion-Gen retrieval, dual encoder: dot product of L2-normalised f "
+            "(text encoder [CLS]) and g (image encoder [CLS]), pessimistic ties "
+            "(imagebert_interbert_commercemm.md §5.2); rank@K are fractions"
+        ),
+        "model_dir": str(args.model_dir),
+        "checkpoint": trained.checkpoint,
+        "step": trained.step,
+        "system": trained.config.system,
+        "data": str(args.data),
+        "lists": str(args.lists),
+        "lists_sha256": _sha256(args.lists),
+        "label": args.label,
+        "lists_seed": lists.seed,
+        "products_fingerprint": lists.products_fingerprint,
+        "scores_file": None,
+        **ours,
+    }
+    table = paper_tables.table2(ours, args.label)
+    embedded = ours["items_embedded"]
+    notes = [
+        f"Dual encoder: {embedded['texts']} texts and {embedded['images']} images "
+        f"embedded once each for {embedded['pairs']} scored pairs."
+    ]
+    paper_tables.write_results(
+        args.out,
+        results,
+        {"Table 2: retrieval on Fashion-Gen": table},
+        f"Retrieval: {args.model_dir} ({trained.checkpoint})",
+        notes,
+    )
+    print("Kaleido-BERT Table 2: retrieval on Fashion-Gen (ours in the last column)")
+    print(paper_tables.plain_text(table), end="")
+    for note in notes:
+        print(note)
+    print(f"wrote {args.out / 'results.json'}, {args.out / 'results.md'}")
+    return 0
+
+
+def _dual(args: argparse.Namespace) -> int:
+    import json
+
+    import kaleido_tf  # noqa: F401  (Keras 2 before TensorFlow)
+    from kaleido_tf.atomic_files import atomic_write_text
+    from kaleido_tf.checkpoints.trained_model import load_trained_model
+    from kaleido_tf.evaluation.dual_encoder import (
+        DualEncoder,
+        FullPoolSet,
+        full_pool_retrieval,
+        print_full_pool,
+    )
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    data = FullPoolSet.load(args.data, args.omni)
+    trained = load_trained_model(args.model_dir, args.checkpoint)
+    log(
+        f"{len(data.product_ids)} products (pool), {len(data.title_products)} title "
+        f"and {len(data.view_products)} view queries, {trained.checkpoint}"
+    )
+    metrics = full_pool_retrieval(
+        DualEncoder(trained.model),
+        args.data,
+        data,
+        batch_size=args.batch_size,
+        progress=progress_enabled(args),
+    )
+    print_full_pool(metrics)
+    if args.out is not None:
+        results = {
+            "protocol": (
+                "CommerceMM full-pool retrieval (spec §4.8, P-DUAL): every query "
+                "against all de-duplicated targets by dot product; T2I/I2T f<->g of "
+                "product text and main image, Q2P f(title)->h(product), I2P "
+                "g(view)->h(product), I2P-image g(view)->g(main image); pessimistic "
+                "ties; R@K and meta_average (mean R@1) are fractions"
+            ),
+            "model_dir": str(args.model_dir),
+            "checkpoint": trained.checkpoint,
+            "step": trained.step,
+            "system": trained.config.system,
+            "data": str(args.data),
+            "omni": str(args.omni),
+            **metrics,
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.out}")
     return 0
 
 

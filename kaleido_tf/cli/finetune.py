@@ -43,6 +43,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+# ExperimentConfig fields that belong to one system (None for the others).
+SYSTEM_SECTIONS = ("fashion_bert", "image_bert", "inter_bert", "commerce_mm")
+
+
 def resolve_config(args: argparse.Namespace):
     """The fine-tuning config: file, the init run's model section, --set, classes."""
     import kaleido_tf
@@ -66,8 +70,15 @@ def resolve_config(args: argparse.Namespace):
         pretrained = run_config(run_dir)
         if pretrained.model != config.model:
             log(f"model section taken from {run_dir / CONFIG_FILE}")
+        # The system sections shape the network too (ImageBERT's region embedding,
+        # InterBERT's streams, CommerceMM's image encoder and K): the run's.
+        sections = {
+            f.name: getattr(pretrained, f.name)
+            for f in dataclasses.fields(pretrained)
+            if f.name in SYSTEM_SECTIONS
+        }
         config = dataclasses.replace(
-            config, system=pretrained.system, model=pretrained.model
+            config, system=pretrained.system, model=pretrained.model, **sections
         )
     if args.task in ("category", "subcategory") and config.finetune.num_classes == 0:
         config = dataclasses.replace(

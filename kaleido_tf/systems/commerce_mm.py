@@ -389,3 +389,68 @@ def step_types(config: ExperimentConfig) -> dict:
 def step_schedule(config: ExperimentConfig) -> str:
     """``commerce_mm.step_schedule``: ``random`` or ``alternate``."""
     return settings(config).step_schedule
+
+
+# --- categorization fine-tuning (finetuning/category_task.py hooks) ------------
+
+
+def build_category_model(config: ExperimentConfig):
+    """``finetune.task`` category / subcategory: the CommerceMM encoder with a
+    ``finetune.num_classes``-way classifier on the fused ``w_cls`` (spec §4.3
+    head table, §4.8); the encoder loads from a pretraining run by name
+    (``finetuning/pretrained_weights.load_pretrained_weights``)."""
+    from kaleido_tf.models.commerce_mm_classifier import CommerceMMClassifier
+
+    ft = config.finetune
+    return CommerceMMClassifier(
+        encoder=encoder_kwargs(config),
+        head_id=ft.task,
+        num_classes=ft.num_classes,
+        dropout=ft.classifier_dropout,
+        initializer_range=ft.classifier_initializer_range,
+        name=f"{NAME}_{ft.task}",
+    )
+
+
+def build_category_dataset(
+    data_dir,
+    config: ExperimentConfig,
+    global_batch_size: int,
+    start_step: int = 0,
+    training: bool = True,
+    input_context: tf.distribute.InputContext | None = None,
+) -> tf.data.Dataset:
+    """Clean (text, pixels) pairs of a ``prepare-pixels`` folder with the
+    ``<task>_id`` label (``inputs/commerce_mm_labels.py``), resumable."""
+    from kaleido_tf.inputs.commerce_mm_labels import build_labelled_dataset
+
+    return build_labelled_dataset(
+        data_dir,
+        config,
+        f"{config.finetune.task}_id",
+        global_batch_size,
+        start_step,
+        training,
+        input_context,
+    )
+
+
+def check_category_data(data_dir, config: ExperimentConfig) -> dict:
+    """The pixel folder's manifest, checked against the config (raises
+    DataError): the Trainer's data check of a categorization run."""
+    from kaleido_tf.inputs.commerce_mm_labels import LabelledPixelInputs
+
+    manifest = LabelledPixelInputs(
+        data_dir,
+        f"{config.finetune.task}_id",
+        image_size=settings(config).image_size,
+        max_seq_length=config.model.encoder.max_sequence_length,
+    ).manifest
+    if int(manifest.get("vocab_size", 0)) > config.model.encoder.vocab_size:
+        from kaleido_tf.errors import DataError
+
+        raise DataError(
+            f"{data_dir}: vocab.txt has {manifest['vocab_size']} tokens but "
+            f"model.encoder.vocab_size is {config.model.encoder.vocab_size}"
+        )
+    return manifest

@@ -173,8 +173,12 @@ class Trainer:
         self.step_types, self.step_schedule, self.step_dirs = _step_types(
             self.system, config, self.data_dir, step_data
         )
-        if self.step_types is None:
-            self.manifest = check_data(config, self.data_dir)
+        if self.step_types is None:  # a recipe's own check (e.g. pixel folders)
+            own_check = getattr(self.system, "check_data", None)
+            if own_check is not None:
+                self.manifest = own_check(self.data_dir, config)
+            else:
+                self.manifest = check_data(config, self.data_dir)
         else:
             self.manifest = None
             for name, kind in self.step_types.items():

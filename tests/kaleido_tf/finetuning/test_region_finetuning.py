@@ -120,3 +120,36 @@ def test_inter_bert_retrieval_finetuning_is_4_way_multiple_choice(region_dir, tm
     trainer.fit(progress=False)
     history = (tmp_path / "ft" / "history.jsonl").read_text().splitlines()
     assert len(history) == 2 and '"rank_ce_loss"' in history[-1]
+
+
+def test_finetune_takes_the_system_section_of_the_pretraining_run(tmp_path):
+    # The system sections shape the network (here InterBERT's extraction streams),
+    # so `finetune --init-from RUN` must build the run's network, whatever the
+    # fine-tuning file says.
+    import argparse
+
+    import yaml
+
+    from kaleido_tf.cli.finetune import resolve_config
+    from kaleido_tf.config.loader import config_to_dict
+
+    run = kaleido_tf.load_config(
+        "inter_bert/demo", [*INTER_TINY, "inter_bert.num_text_extractor_layers=2"]
+    )
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text(
+        yaml.safe_dump(config_to_dict(run), sort_keys=False)
+    )
+    args = argparse.Namespace(
+        config="kaleido_bert/finetune_retrieval",
+        set=[],
+        seed=None,
+        init_from=tmp_path / "run",
+        task="retrieval",
+        data=tmp_path,
+    )
+    config, _ = resolve_config(args)
+    assert config.system == "inter_bert"
+    assert config.inter_bert == run.inter_bert
+    assert config.inter_bert.num_text_extractor_layers == 2
+    assert config.finetune.task == "retrieval"
