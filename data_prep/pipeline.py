@@ -425,6 +425,72 @@ def plan_shards(
     )
 
 
+def check_worker_index(req: Any) -> None:
+    """DataError unless ``0 <= req.worker_index < req.num_workers``."""
+    if not 0 <= req.worker_index < req.num_workers:
+        raise DataError(
+            f"--worker-index {req.worker_index} must be in [0, {req.num_workers})"
+        )
+
+
+def plan_request_shards(
+    req: Any, split: str, num_rows: int, records_per_shard: int
+) -> ShardPlan:
+    """``plan_shards`` with a request's folder, workers and merge flag."""
+    return plan_shards(
+        req.out_dir,
+        split,
+        num_rows,
+        records_per_shard,
+        req.num_workers,
+        req.worker_index,
+        req.merge,
+    )
+
+
+def write_build_manifest(
+    req: Any,
+    summary: dict,
+    head: dict,
+    texts: Any,
+    settings: dict,
+    counts: dict,
+    shards: list[dict],
+    settings_file: str | None = None,
+    rows_key: str = "rows",
+) -> dict:
+    """Writes ``manifest.json``: ``head`` (the builder's own entries), then the
+    entries every builder shares (config source, text files, source, counts,
+    shards, command); returns ``summary`` with the manifest path and counts.
+
+    Args:
+        req: The request (``config_source``, ``command``, ``out_dir``).
+        summary, shards: ``finish_shards``'s.
+        head: The builder's entries, first in the manifest.
+        texts: ``encode_split_texts``'s result.
+        settings: The build settings (their ``source``).
+        counts: The counts to record.
+        settings_file: If given, recorded as ``build_settings_file``.
+        rows_key: The name of each shard's ``rows`` entry in the manifest.
+    """
+    manifest = {
+        **head,
+        "config_source": req.config_source,
+        **({"build_settings_file": settings_file} if settings_file else {}),
+        **texts.manifest_entries(),
+        "source": settings["source"],
+        "counts": counts,
+        "shards": [
+            {"file": s["file"], "records": s["records"], rows_key: s["rows"]}
+            for s in shards
+        ],
+        "command": req.command,
+    }
+    summary["manifest"] = str(write_manifest(req.out_dir, manifest))
+    summary["counts"] = counts
+    return summary
+
+
 def write_shard(
     out_dir: Path,
     name: str,
@@ -601,10 +667,7 @@ def prepare(req: PrepareRequest, log: Callable[[str], None] | None = None) -> di
 
     log = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
     cfg = req.config
-    if not 0 <= req.worker_index < req.num_workers:
-        raise DataError(
-            f"--worker-index {req.worker_index} must be in [0, {req.num_workers})"
-        )
+    check_worker_index(req)
     layout = schema.get_layout(cfg.layout)
     with FashionGenReader(req.h5_path, cfg.text.field) as reader:
         split = req.split or split_name(req.h5_path)
@@ -623,14 +686,8 @@ def prepare(req: PrepareRequest, log: Callable[[str], None] | None = None) -> di
         products, counts = texts.products, texts.counts
 
         # Shards.
-        plan = plan_shards(
-            req.out_dir,
-            split,
-            reader.num_rows,
-            cfg.output.records_per_shard,
-            req.num_workers,
-            req.worker_index,
-            req.merge,
+        plan = plan_request_shards(
+            req, split, reader.num_rows, cfg.output.records_per_shard
         )
         names = plan.names
         if plan.pending:
@@ -715,7 +772,7 @@ def prepare(req: PrepareRequest, log: Callable[[str], None] | None = None) -> di
         counts["images"] = sum(s["records"] for s in shards)
         counts["products"] = len(products)
         counts["crop_fallback_full_image"] = sum(s["crop_fallback"] for s in shards)
-        manifest = {
+        head = {
             **manifest_header(
                 split, layout, backbone["feature_dim"], cfg.text.max_seq_length
             ),
@@ -723,16 +780,5 @@ def prepare(req: PrepareRequest, log: Callable[[str], None] | None = None) -> di
             "backbone_weights_random": backbone["weights"] is None,
             "crop": config_to_dict(cfg.crop),
             "text": config_to_dict(cfg.text),
-            "config_source": req.config_source,
-            **texts.manifest_entries(),
-            "source": settings["source"],
-            "counts": counts,
-            "shards": [
-                {"file": s["file"], "records": s["records"], "rows": s["rows"]}
-                for s in shards
-            ],
-            "command": req.command,
         }
-        summary["manifest"] = str(write_manifest(req.out_dir, manifest))
-        summary["counts"] = counts
-        return summary
+        return write_build_manifest(req, summary, head, texts, settings, counts, shards)

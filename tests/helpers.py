@@ -1,8 +1,13 @@
-"""``check_layer``: the checks every layer, head and model gets (STYLE §2.7)."""
+"""``check_layer``: the checks every layer, head and model gets (STYLE §2.7);
+``run_cpu_script``: a script in its own CPU-only process (multi-device tests)."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -75,3 +80,28 @@ def check_layer(
     # (6) stable, explicit names: a clone built the same way has the same names.
     call(clone)
     assert [w.name for w in clone.weights] == [w.name for w in layer.weights]
+
+
+def run_cpu_script(
+    script: str, *args: str, marker: str | None = "OK", timeout: int = 300
+) -> subprocess.CompletedProcess:
+    """Runs ``python -c script args`` from the repository root on the CPU only.
+
+    A fresh process, so that the script can split the CPU into logical devices
+    before TensorFlow starts. Asserts a zero exit status (showing the output's
+    tail otherwise) and, if ``marker`` is given, that stdout contains it.
+    """
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(repo), CUDA_VISIBLE_DEVICES="")
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    if marker is not None:
+        assert marker in result.stdout
+    return result

@@ -36,11 +36,13 @@ from typing import Any
 from data_prep.pipeline import (
     SETTINGS_NAME,
     check_settings,
+    check_worker_index,
     encode_split_texts,
     finish_shards,
-    plan_shards,
+    plan_request_shards,
     sha256_file,
     split_name,
+    write_build_manifest,
     write_shard,
 )
 from data_prep.pixels.jpeg_images import JpegImageMaker, grey_jpeg
@@ -48,8 +50,7 @@ from data_prep.readers.fashiongen_h5 import FashionGenReader
 from kaleido_tf import schema
 from kaleido_tf.config.data_prep import PixelPrepareConfig
 from kaleido_tf.config.loader import config_to_dict
-from kaleido_tf.errors import DataError
-from kaleido_tf.manifest import manifest_header, write_manifest
+from kaleido_tf.manifest import manifest_header
 
 OMNI_LAYOUT = "omni_tuples224"
 
@@ -137,10 +138,7 @@ def prepare_omni_tuples(
     log = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
     cfg = req.config
     omni = cfg.omni
-    if not 0 <= req.worker_index < req.num_workers:
-        raise DataError(
-            f"--worker-index {req.worker_index} must be in [0, {req.num_workers})"
-        )
+    check_worker_index(req)
     layout = schema.get_layout(OMNI_LAYOUT)
     size = cfg.crop.output_size
     if size != layout.image_size:
@@ -168,14 +166,8 @@ def prepare_omni_tuples(
         empty_ids = encoder.encode([""])[0][0]
         counts = texts.counts
         counts["truncated_titles"] = title_truncated
-        plan = plan_shards(
-            req.out_dir,
-            split,
-            len(products),
-            cfg.output.records_per_shard,
-            req.num_workers,
-            req.worker_index,
-            req.merge,
+        plan = plan_request_shards(
+            req, split, len(products), cfg.output.records_per_shard
         )
         if plan.pending:
             from data_prep.tfrecord.example_codec import encode_record
@@ -282,7 +274,7 @@ def prepare_omni_tuples(
             counts[key] = sum(s[key] for s in shards)
         counts["tuples"] = sum(s["records"] for s in shards)
         counts["products"] = len(products)
-        manifest = {
+        head = {
             **manifest_header(split, layout, 0, cfg.text.max_seq_length),
             "image_size": size,
             "image_source": "kpg_crop" if cfg.crop.method != "none" else "full_image",
@@ -296,17 +288,15 @@ def prepare_omni_tuples(
             "omni": config_to_dict(omni),
             "crop": config_to_dict(cfg.crop),
             "text": config_to_dict(cfg.text),
-            "config_source": req.config_source,
-            "build_settings_file": SETTINGS_NAME,
-            **texts.manifest_entries(),
-            "source": settings["source"],
-            "counts": counts,
-            "shards": [
-                {"file": s["file"], "records": s["records"], "products": s["rows"]}
-                for s in shards
-            ],
-            "command": req.command,
         }
-        summary["manifest"] = str(write_manifest(req.out_dir, manifest))
-        summary["counts"] = counts
-        return summary
+        return write_build_manifest(
+            req,
+            summary,
+            head,
+            texts,
+            settings,
+            counts,
+            shards,
+            SETTINGS_NAME,
+            rows_key="products",
+        )

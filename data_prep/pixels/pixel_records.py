@@ -41,11 +41,13 @@ import numpy as np
 from data_prep.pipeline import (
     SETTINGS_NAME,
     check_settings,
+    check_worker_index,
     encode_split_texts,
     finish_shards,
-    plan_shards,
+    plan_request_shards,
     sha256_file,
     split_name,
+    write_build_manifest,
     write_shard,
 )
 from data_prep.pixels.jpeg_images import JpegImageMaker, decode_jpeg
@@ -60,7 +62,7 @@ from kaleido_tf.atomic_files import atomic_write_bytes, atomic_write_json
 from kaleido_tf.config.data_prep import PixelPrepareConfig
 from kaleido_tf.config.loader import config_to_dict
 from kaleido_tf.errors import CheckpointError, DataError
-from kaleido_tf.manifest import manifest_header, write_manifest
+from kaleido_tf.manifest import manifest_header
 
 CACHE_DIR = "teacher_cache"
 TEACHER_NAME = "teacher_backbone.json"
@@ -103,10 +105,7 @@ class PixelPrepareRequest:
 
 
 def _check_inputs(req: PixelPrepareRequest) -> None:
-    if not 0 <= req.worker_index < req.num_workers:
-        raise DataError(
-            f"--worker-index {req.worker_index} must be in [0, {req.num_workers})"
-        )
+    check_worker_index(req)
     if req.backbone_weights is not None and not Path(req.backbone_weights).is_file():
         raise CheckpointError(
             f"backbone weights {req.backbone_weights} not found: give the local .h5 "
@@ -325,14 +324,8 @@ def prepare_pixels(
             reader, req.out_dir, cfg.text, req.vocab_path, req.categories_path, log
         )
         counts = texts.counts
-        plan = plan_shards(
-            req.out_dir,
-            split,
-            reader.num_rows,
-            cfg.output.records_per_shard,
-            req.num_workers,
-            req.worker_index,
-            req.merge,
+        plan = plan_request_shards(
+            req, split, reader.num_rows, cfg.output.records_per_shard
         )
         names = plan.names
         teacher_path = req.out_dir / TEACHER_NAME
@@ -479,7 +472,7 @@ def prepare_pixels(
         counts["mean_max_probability"] = (
             sum(s["max_probability_sum"] for s in shards) / images if images else None
         )
-        manifest = {
+        head = {
             **manifest_header(
                 split, layout, teacher["feature_dim"], cfg.text.max_seq_length
             ),
@@ -513,17 +506,7 @@ def prepare_pixels(
             "backbone_weights_random": teacher["weights"] is None,
             "crop": config_to_dict(cfg.crop),
             "text": config_to_dict(cfg.text),
-            "config_source": req.config_source,
-            "build_settings_file": SETTINGS_NAME,
-            **texts.manifest_entries(),
-            "source": settings["source"],
-            "counts": counts,
-            "shards": [
-                {"file": s["file"], "records": s["records"], "rows": s["rows"]}
-                for s in shards
-            ],
-            "command": req.command,
         }
-        summary["manifest"] = str(write_manifest(req.out_dir, manifest))
-        summary["counts"] = counts
-        return summary
+        return write_build_manifest(
+            req, summary, head, texts, settings, counts, shards, SETTINGS_NAME
+        )

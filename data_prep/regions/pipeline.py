@@ -30,11 +30,13 @@ from typing import Any
 from data_prep.pipeline import (
     SETTINGS_NAME,
     check_settings,
+    check_worker_index,
     encode_split_texts,
     finish_shards,
-    plan_shards,
+    plan_request_shards,
     sha256_file,
     split_name,
+    write_build_manifest,
     write_shard,
 )
 from data_prep.readers.fashiongen_h5 import FashionGenReader
@@ -44,7 +46,7 @@ from kaleido_tf.atomic_files import atomic_write_json
 from kaleido_tf.config.data_prep import RegionPrepareConfig
 from kaleido_tf.config.loader import config_to_dict
 from kaleido_tf.errors import DataError
-from kaleido_tf.manifest import manifest_header, write_manifest
+from kaleido_tf.manifest import manifest_header
 
 DETECTOR_NAME = "detector.json"
 SOURCE_KINDS = ("savedmodel", "bottom_up_tsv", "bottom_up_npz")
@@ -277,10 +279,7 @@ def prepare_regions(
 
     log = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
     cfg = req.config
-    if not 0 <= req.worker_index < req.num_workers:
-        raise DataError(
-            f"--worker-index {req.worker_index} must be in [0, {req.num_workers})"
-        )
+    check_worker_index(req)
     if req.source_kind not in SOURCE_KINDS:
         raise DataError(f"unknown region source {req.source_kind!r}: {SOURCE_KINDS}")
     layout = schema.get_layout(cfg.layout)
@@ -304,14 +303,8 @@ def prepare_regions(
             reader, req.out_dir, cfg.text, req.vocab_path, req.categories_path, log
         )
         counts = texts.counts
-        plan = plan_shards(
-            req.out_dir,
-            split,
-            reader.num_rows,
-            cfg.output.records_per_shard,
-            req.num_workers,
-            req.worker_index,
-            req.merge,
+        plan = plan_request_shards(
+            req, split, reader.num_rows, cfg.output.records_per_shard
         )
         names = plan.names
         if plan.pending:
@@ -418,7 +411,7 @@ def prepare_regions(
         counts["products"] = len(texts.products)
         counts["regions"] = sum(s["regions"] for s in shards)
         counts["images_without_regions"] = sum(s["empty_images"] for s in shards)
-        manifest = {
+        head = {
             **manifest_header(
                 split, layout, regions.feature_dim, cfg.text.max_seq_length
             ),
@@ -431,17 +424,7 @@ def prepare_regions(
                 and detector["backbone"]["weights"] is None
             ),
             "text": config_to_dict(cfg.text),
-            "config_source": req.config_source,
-            "build_settings_file": SETTINGS_NAME,
-            **texts.manifest_entries(),
-            "source": settings["source"],
-            "counts": counts,
-            "shards": [
-                {"file": s["file"], "records": s["records"], "rows": s["rows"]}
-                for s in shards
-            ],
-            "command": req.command,
         }
-        summary["manifest"] = str(write_manifest(req.out_dir, manifest))
-        summary["counts"] = counts
-        return summary
+        return write_build_manifest(
+            req, summary, head, texts, settings, counts, shards, SETTINGS_NAME
+        )

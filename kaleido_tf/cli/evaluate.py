@@ -255,7 +255,6 @@ def _build_lists(args: argparse.Namespace) -> int:
 def _retrieval(args: argparse.Namespace) -> int:
     import kaleido_tf  # noqa: F401  (Keras 2 before TensorFlow)
     from kaleido_tf.checkpoints.trained_model import load_trained_model
-    from kaleido_tf.evaluation import paper_tables
     from kaleido_tf.evaluation.easytransfer_scorer import (
         easytransfer_metrics,
         read_pair_scores,
@@ -295,25 +294,6 @@ def _retrieval(args: argparse.Namespace) -> int:
     ours["easytransfer"] = {
         d: easytransfer_metrics(pairs) for d, pairs in read_pair_scores(tsv).items()
     }
-    results = {
-        "protocol": (
-            "Fashion-Gen retrieval, ITM P(match), pessimistic ties "
-            "(kaleido_fashionbert.md §7); rank@K and accuracy are fractions"
-        ),
-        "model_dir": str(args.model_dir),
-        "checkpoint": trained.checkpoint,
-        "step": trained.step,
-        "system": trained.config.system,
-        "data": str(args.data),
-        "lists": str(args.lists),
-        "lists_sha256": _sha256(args.lists),
-        "label": args.label,
-        "lists_seed": lists.seed,
-        "products_fingerprint": lists.products_fingerprint,
-        "scores_file": str(tsv),
-        **ours,
-    }
-    table = paper_tables.table2(ours, args.label)
     itr_acc, tir_acc = (100 * ours[d]["accuracy"] for d in DIRECTIONS)
     notes = [
         f"Matching accuracy (FashionBERT Table 1; paper 91.01% / 91.09%): ITR "
@@ -328,41 +308,23 @@ def _retrieval(args: argparse.Namespace) -> int:
             )
             + (f", auc {m['auc']:.4f}." if m["auc"] is not None else ".")
         )
-    paper_tables.write_results(
-        args.out,
-        results,
-        {"Table 2: retrieval on Fashion-Gen": table},
-        f"Retrieval: {args.model_dir} ({trained.checkpoint})",
-        notes,
+    protocol = (
+        "Fashion-Gen retrieval, ITM P(match), pessimistic ties "
+        "(kaleido_fashionbert.md §7); rank@K and accuracy are fractions"
     )
-    print("Kaleido-BERT Table 2: retrieval on Fashion-Gen (ours in the last column)")
-    print(paper_tables.plain_text(table), end="")
-    for note in notes:
-        print(note)
-    print(f"wrote {args.out / 'results.json'}, {args.out / 'results.md'}, {tsv}")
-    return 0
+    return _write_retrieval_results(args, lists, trained, protocol, ours, notes, tsv)
 
 
-def _dual_retrieval(args: argparse.Namespace, lists, trained) -> int:
-    """``retrieval`` for a dual encoder (CommerceMM): every distinct text and image
-    embedded once, pairs scored by dot product (spec §5.2 P-FG); the same
-    results.json keys as a cross-encoder's (no ITM accuracy, no per-pair file)."""
+def _write_retrieval_results(
+    args: argparse.Namespace, lists, trained, protocol: str, ours, notes, tsv=None
+) -> int:
+    """Writes ``retrieval``'s results.json / results.md (Table 2 with ``ours`` in
+    the last column, ``notes`` below) and prints the table; ``tsv`` is the
+    per-pair score file, if any."""
     from kaleido_tf.evaluation import paper_tables
-    from kaleido_tf.evaluation.dual_encoder import DualEncoder, lists_results
 
-    ours = lists_results(
-        DualEncoder(trained.model),
-        args.data,
-        lists,
-        batch_size=args.batch_size,
-        progress=progress_enabled(args),
-    )
     results = {
-        "protocol": (
-            "Fashion-Gen retrieval, dual encoder: dot product of L2-normalised f "
-            "(text encoder [CLS]) and g (image encoder [CLS]), pessimistic ties "
-            "(imagebert_interbert_commercemm.md §5.2); rank@K are fractions"
-        ),
+        "protocol": protocol,
         "model_dir": str(args.model_dir),
         "checkpoint": trained.checkpoint,
         "step": trained.step,
@@ -373,15 +335,10 @@ def _dual_retrieval(args: argparse.Namespace, lists, trained) -> int:
         "label": args.label,
         "lists_seed": lists.seed,
         "products_fingerprint": lists.products_fingerprint,
-        "scores_file": None,
+        "scores_file": None if tsv is None else str(tsv),
         **ours,
     }
     table = paper_tables.table2(ours, args.label)
-    embedded = ours["items_embedded"]
-    notes = [
-        f"Dual encoder: {embedded['texts']} texts and {embedded['images']} images "
-        f"embedded once each for {embedded['pairs']} scored pairs."
-    ]
     paper_tables.write_results(
         args.out,
         results,
@@ -393,8 +350,35 @@ def _dual_retrieval(args: argparse.Namespace, lists, trained) -> int:
     print(paper_tables.plain_text(table), end="")
     for note in notes:
         print(note)
-    print(f"wrote {args.out / 'results.json'}, {args.out / 'results.md'}")
+    written = [args.out / "results.json", args.out / "results.md"]
+    print("wrote " + ", ".join(str(p) for p in written + ([tsv] if tsv else [])))
     return 0
+
+
+def _dual_retrieval(args: argparse.Namespace, lists, trained) -> int:
+    """``retrieval`` for a dual encoder (CommerceMM): every distinct text and image
+    embedded once, pairs scored by dot product (spec §5.2 P-FG); the same
+    results.json keys as a cross-encoder's (no ITM accuracy, no per-pair file)."""
+    from kaleido_tf.evaluation.dual_encoder import DualEncoder, lists_results
+
+    ours = lists_results(
+        DualEncoder(trained.model),
+        args.data,
+        lists,
+        batch_size=args.batch_size,
+        progress=progress_enabled(args),
+    )
+    embedded = ours["items_embedded"]
+    notes = [
+        f"Dual encoder: {embedded['texts']} texts and {embedded['images']} images "
+        f"embedded once each for {embedded['pairs']} scored pairs."
+    ]
+    protocol = (
+        "Fashion-Gen retrieval, dual encoder: dot product of L2-normalised f "
+        "(text encoder [CLS]) and g (image encoder [CLS]), pessimistic ties "
+        "(imagebert_interbert_commercemm.md §5.2); rank@K are fractions"
+    )
+    return _write_retrieval_results(args, lists, trained, protocol, ours, notes)
 
 
 def _dual(args: argparse.Namespace) -> int:

@@ -8,15 +8,10 @@ Reference: imagebert_interbert_commercemm.md §4.5, §4.8, §4.11 rows 14, 22.
 from __future__ import annotations
 
 import argparse
-import shlex
 
-from kaleido_tf.cli.prepare_pixels import (
-    add_common_arguments,
-    check_workers,
-    load_pixel_config,
-    print_summary,
-)
-from kaleido_tf.cli.progress import log, progress_enabled
+from kaleido_tf.cli.prepare import print_summary, request_fields
+from kaleido_tf.cli.prepare_pixels import add_common_arguments, load_pixel_config
+from kaleido_tf.cli.progress import log
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -40,21 +35,6 @@ def run(args: argparse.Namespace) -> int:
     from data_prep.pixels.omni_tuples import OmniPrepareRequest, prepare_omni_tuples
 
     config, source = load_pixel_config(args.config, args.set)
-    check_workers(args)
-    request = OmniPrepareRequest(
-        h5_path=args.h5,
-        out_dir=args.out,
-        config=config,
-        vocab_path=args.vocab,
-        categories_path=args.categories,
-        split=args.split,
-        num_workers=args.num_workers,
-        worker_index=args.worker_index,
-        overwrite=args.overwrite,
-        progress=progress_enabled(args),
-        command=shlex.join(["kaleido-tf", *getattr(args, "argv", [])]),
-        config_source=source,
-        merge=args.merge,
-    )
+    request = OmniPrepareRequest(config=config, **request_fields(args, source))
     print_summary(prepare_omni_tuples(request, log=log))
     return 0

@@ -9,10 +9,18 @@ project's backbone) or from bottom-up-attention TSV / NPZ feature files.
 from __future__ import annotations
 
 import argparse
-import shlex
 from pathlib import Path
 
-from kaleido_tf.cli.progress import log, progress_enabled
+from kaleido_tf.cli.prepare import (
+    add_seed_argument,
+    add_shard_arguments,
+    add_source_arguments,
+    load_config,
+    print_summary,
+    request_fields,
+    weights_path,
+)
+from kaleido_tf.cli.progress import log
 from kaleido_tf.errors import ConfigError
 
 
@@ -29,19 +37,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "'<product id>_<pose index>'. Resumable; shards split across workers."
         ),
     )
-    p.add_argument("--h5", type=Path, help="source .h5 file")
-    p.add_argument("--out", type=Path, help="output folder")
-    p.add_argument(
-        "--config",
-        default="fashiongen_regions100",
-        help="name under configs/data/ or a YAML path (default: fashiongen_regions100)",
-    )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set regions.class_distribution=true",
+    add_source_arguments(
+        p,
+        "fashiongen_regions100",
+        "regions.class_distribution=true",
+        required=False,
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument(
@@ -81,42 +81,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         type=Path,
         help="object class names, one per line (e.g. Visual Genome objects_vocab.txt)",
     )
-    p.add_argument("--vocab", type=Path, help="BERT vocab.txt (default: learn one)")
-    p.add_argument(
-        "--categories",
-        type=Path,
-        help="categories.json of the training split's build, so ids agree",
-    )
-    p.add_argument("--split", help="split name in shard names (default: from --h5)")
-    p.add_argument(
-        "--num-workers",
-        type=int,
-        default=1,
-        help="processes or machines sharing the shards (shard i goes to worker i %% K)",
-    )
-    p.add_argument("--worker-index", type=int, default=0, help="this worker, 0..K-1")
-    p.add_argument(
-        "--merge",
-        action="store_true",
-        help="after every worker finished: check each shard (done marker, size, "
-        "SHA-256) and write manifest.json; builds no shard",
-    )
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an existing build made with other settings",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of random weights")
+    add_shard_arguments(p)
+    add_seed_argument(p)
     return p
 
 
 def load_region_config(name_or_path: str, overrides: list[str]):
     """Resolves ``--config`` and ``--set`` into a RegionPrepareConfig and its source."""
     from kaleido_tf.config.data_prep import RegionPrepareConfig
-    from kaleido_tf.config.loader import load_dataclass, resolve_config_path
 
-    path = resolve_config_path(name_or_path, "data")
-    return load_dataclass(RegionPrepareConfig, path, overrides), str(path)
+    return load_config(RegionPrepareConfig, name_or_path, overrides)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -138,8 +112,7 @@ def run(args: argparse.Namespace) -> int:
                 "--detector needs --backbone-weights FILE (the RoIAlign backbone's "
                 "notop .h5) or --backbone-weights none (random; demo and tests only)"
             )
-        if args.backbone_weights.strip().lower() != "none":
-            weights = Path(args.backbone_weights)
+        weights = weights_path(args.backbone_weights)
         kind, paths = "savedmodel", (args.detector,)
     elif args.bottom_up_tsv is not None:
         kind, paths = "bottom_up_tsv", tuple(args.bottom_up_tsv)
@@ -147,29 +120,14 @@ def run(args: argparse.Namespace) -> int:
         kind, paths = "bottom_up_npz", (args.bottom_up_npz,)
     if args.backbone_weights is not None and args.detector is None:
         raise ConfigError("--backbone-weights only applies with --detector")
-    if args.num_workers < 1:
-        raise ConfigError(f"--num-workers must be >= 1, got {args.num_workers}")
     request = RegionPrepareRequest(
-        h5_path=args.h5,
-        out_dir=args.out,
         config=config,
         source_kind=kind,
         source_paths=paths,
         backbone_weights=weights,
         class_names_path=args.class_names,
-        vocab_path=args.vocab,
-        categories_path=args.categories,
-        split=args.split,
-        num_workers=args.num_workers,
-        worker_index=args.worker_index,
-        overwrite=args.overwrite,
         seed=args.seed,
-        progress=progress_enabled(args),
-        command=shlex.join(["kaleido-tf", *getattr(args, "argv", [])]),
-        config_source=source,
-        merge=args.merge,
+        **request_fields(args, source),
     )
-    summary = prepare_regions(request, log=log)
-    for key, value in summary.items():
-        print(f"{key}: {value}")
+    print_summary(prepare_regions(request, log=log))
     return 0

@@ -43,7 +43,7 @@ from kaleido_tf.errors import DataError
 from kaleido_tf.inputs.checks import check_finite
 from kaleido_tf.inputs.parse import parse_record
 from kaleido_tf.inputs.patch_greying import grey_patches
-from kaleido_tf.inputs.pipeline import _no_autograph, _shuffle_window, make_dataset
+from kaleido_tf.inputs.pipeline import _no_autograph, epoch_records, make_dataset
 from kaleido_tf.inputs.pixel_records import decode_image
 from kaleido_tf.inputs.product_table import ProductTable
 from kaleido_tf.inputs.region_masking import TokenMasker
@@ -143,34 +143,15 @@ class _PixelFolderInputs:
         """Groups of ``group_size`` examples of one epoch (see ``make_dataset``)."""
         auto = tf.data.AUTOTUNE
         epoch = tf.cast(epoch, tf.int64)
-        seed = tf.random.experimental.stateless_fold_in(
-            tf.constant([self.seed, _SALT + 1], tf.int64), epoch
+        ds = epoch_records(
+            self.files,
+            tf.constant([self.seed, _SALT + 1], tf.int64),
+            epoch,
+            training,
+            num_pipelines,
+            pipeline_id,
+            shuffle_buffer_size,
         )
-        files = tf.constant(self.files)
-        if training:
-            key = tf.random.stateless_uniform([len(self.files)], seed)
-            files = tf.gather(files, tf.argsort(key))
-        cycle = min(len(self.files), 16) if training else 1
-        ds = tf.data.Dataset.from_tensor_slices(files)
-        if cycle > 1:
-            ds = ds.interleave(
-                tf.data.TFRecordDataset,
-                cycle_length=cycle,
-                block_length=1,
-                num_parallel_calls=auto,
-                deterministic=True,
-            )
-        else:
-            ds = ds.flat_map(tf.data.TFRecordDataset)
-        if num_pipelines > 1:
-            ds = ds.shard(num_pipelines, pipeline_id)
-        if training:
-            ds = ds.batch(shuffle_buffer_size).enumerate()
-            ds = ds.map(
-                _no_autograph(lambda i, window: _shuffle_window(window, seed, i)),
-                num_parallel_calls=auto,
-                deterministic=True,
-            ).unbatch()
         # One example per record, each a function of its own record only: a
         # resume inside a group skips records, not group heads.
         skip = tf.cast(skip_records, tf.int64)

@@ -28,8 +28,8 @@ from pathlib import Path
 import tensorflow as tf
 
 from kaleido_tf.errors import DataError
+from kaleido_tf.inputs import region_pipeline
 from kaleido_tf.inputs.hard_negative_sampler import HardNegativeSampler
-from kaleido_tf.inputs.pipeline import make_dataset
 from kaleido_tf.inputs.region_overlap_masking import RegionOverlapMasker
 from kaleido_tf.inputs.region_pipeline import RegionPretrainInputs
 from kaleido_tf.inputs.span_masking import SpanMasker
@@ -59,13 +59,7 @@ MRM_DISTRIBUTION_KEY = "mrm_label_probs"  # float32 [B, K, C]
 
 
 def _check_tasks(tasks: Collection[str]) -> tuple[str, ...]:
-    unknown = sorted(set(tasks) - set(INTER_BERT_TASKS))
-    if unknown:
-        raise ValueError(
-            f"unknown InterBERT task ids {unknown}: valid ids are "
-            f"{list(INTER_BERT_TASKS)}"
-        )
-    return tuple(t for t in INTER_BERT_TASKS if t in set(tasks))
+    return region_pipeline._check_tasks(tasks, INTER_BERT_TASKS, "InterBERT")
 
 
 class _SpanTokenMasker:
@@ -339,56 +333,36 @@ def _load_pools(data_dir: Path):
 
 def examples_per_epoch(data_dir: str | Path, tasks: Collection[str]) -> int:
     """Examples one epoch yields (image records x 2 with ITM, x 1 without)."""
-    from kaleido_tf.inputs.pipeline import examples_per_epoch as count
-
-    return count(data_dir, ("itm",) if "itm" in _check_tasks(tasks) else ())
+    return region_pipeline._count_examples(data_dir, _check_tasks(tasks))
 
 
 def build_inter_bert_dataset(
     data_dir: str | Path,
     global_batch_size: int,
     tasks: Collection[str] = INTER_BERT_TASKS,
-    training: bool = True,
-    corrupt: bool | None = None,
-    input_context: tf.distribute.InputContext | None = None,
-    start_step: int = 0,
-    epoch: int = 0,
-    num_epochs: int | None = None,
-    shuffle_buffer_size: int = 1024,
-    group_size: int = 32,
     **kwargs,
 ) -> tf.data.Dataset:
     """InterBERT pretraining batches (``INTER_BERT_BATCH_KEYS``) of a region folder.
 
     Args:
         data_dir, tasks: See ``InterBertPretrainInputs``.
-        global_batch_size, training, input_context, start_step, epoch,
-            num_epochs, shuffle_buffer_size, group_size: See
-            ``pipeline.build_pretrain_dataset``.
-        corrupt: Mask (default ``training``).
-        **kwargs: Further ``InterBertPretrainInputs`` arguments.
+        global_batch_size: See ``pipeline.build_pretrain_dataset``.
+        **kwargs: ``region_pipeline.build_region_dataset``'s batching arguments
+            (``training``, ``corrupt``, ``input_context``, ``start_step``,
+            ``epoch``, ``num_epochs``, ``shuffle_buffer_size``, ``group_size``)
+            and further ``InterBertPretrainInputs`` arguments.
 
     Returns:
         A dataset of dicts with exactly ``INTER_BERT_BATCH_KEYS`` (plus
         ``mrm_label_probs`` with ``mrm_target="distribution"``, and
         ``extra_keys``).
     """
-    inputs = InterBertPretrainInputs(
+    return region_pipeline.build_region_dataset(
         data_dir,
-        tasks=tasks,
-        corrupt=training if corrupt is None else corrupt,
-        **kwargs,
-    )
-    return make_dataset(
-        inputs,
         global_batch_size,
-        epoch=epoch,
-        num_epochs=num_epochs,
-        training=training,
-        input_context=input_context,
-        start_step=start_step,
-        shuffle_buffer_size=shuffle_buffer_size,
-        group_size=group_size,
+        tasks=tasks,
+        inputs_class=InterBertPretrainInputs,
+        **kwargs,
     )
 
 

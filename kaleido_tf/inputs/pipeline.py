@@ -376,34 +376,15 @@ class KaleidoPretrainInputs:
         """
         auto = tf.data.AUTOTUNE
         epoch = tf.cast(epoch, tf.int64)
-        seed = tf.random.experimental.stateless_fold_in(
-            tf.constant([self.seed, _SALT + 1], tf.int64), epoch
+        ds = epoch_records(
+            self.files,
+            tf.constant([self.seed, _SALT + 1], tf.int64),
+            epoch,
+            training,
+            num_pipelines,
+            pipeline_id,
+            shuffle_buffer_size,
         )
-        files = tf.constant(self.files)
-        if training:
-            key = tf.random.stateless_uniform([len(self.files)], seed)
-            files = tf.gather(files, tf.argsort(key))
-        cycle = min(len(self.files), 16) if training else 1
-        ds = tf.data.Dataset.from_tensor_slices(files)
-        if cycle > 1:
-            ds = ds.interleave(
-                tf.data.TFRecordDataset,
-                cycle_length=cycle,
-                block_length=1,
-                num_parallel_calls=auto,
-                deterministic=True,
-            )
-        else:
-            ds = ds.flat_map(tf.data.TFRecordDataset)
-        if num_pipelines > 1:
-            ds = ds.shard(num_pipelines, pipeline_id)
-        if training:
-            ds = ds.batch(shuffle_buffer_size).enumerate()
-            ds = ds.map(
-                _no_autograph(lambda i, window: _shuffle_window(window, seed, i)),
-                num_parallel_calls=auto,
-                deterministic=True,
-            ).unbatch()
         ds = ds.skip(tf.cast(skip_records, tf.int64))
         fields = self.fields
         ds = ds.map(
@@ -427,6 +408,58 @@ class KaleidoPretrainInputs:
 
             ds = ds.enumerate().map(_no_autograph(drop_head))
         return ds
+
+
+def epoch_records(
+    files: list[str],
+    seed: tf.Tensor,
+    epoch: tf.Tensor,
+    training: bool,
+    num_pipelines: int = 1,
+    pipeline_id: int = 0,
+    shuffle_buffer_size: int = 1024,
+) -> tf.data.Dataset:
+    """The serialized records of one epoch of ``files``, in this pipeline's order.
+
+    Training: the files shuffled per epoch and interleaved 16 at a time, then the
+    records shuffled in windows of ``shuffle_buffer_size``; else file order. With
+    several pipelines each takes every ``num_pipelines``-th record.
+
+    Args:
+        files: TFRecord shard paths.
+        seed: int64 [2], the caller's (seed, salt); folded with ``epoch``.
+        epoch: int64 [].
+        training, num_pipelines, pipeline_id, shuffle_buffer_size: See
+            ``KaleidoPretrainInputs.epoch_dataset``.
+    """
+    auto = tf.data.AUTOTUNE
+    seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(epoch, tf.int64))
+    names = tf.constant(files)
+    if training:
+        key = tf.random.stateless_uniform([len(files)], seed)
+        names = tf.gather(names, tf.argsort(key))
+    cycle = min(len(files), 16) if training else 1
+    ds = tf.data.Dataset.from_tensor_slices(names)
+    if cycle > 1:
+        ds = ds.interleave(
+            tf.data.TFRecordDataset,
+            cycle_length=cycle,
+            block_length=1,
+            num_parallel_calls=auto,
+            deterministic=True,
+        )
+    else:
+        ds = ds.flat_map(tf.data.TFRecordDataset)
+    if num_pipelines > 1:
+        ds = ds.shard(num_pipelines, pipeline_id)
+    if training:
+        ds = ds.batch(shuffle_buffer_size).enumerate()
+        ds = ds.map(
+            _no_autograph(lambda i, window: _shuffle_window(window, seed, i)),
+            num_parallel_calls=auto,
+            deterministic=True,
+        ).unbatch()
+    return ds
 
 
 def _no_autograph(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -51,13 +51,18 @@ _RECORD_KEYS = ("image_id", "product_id", "input_ids", "word_index")
 _PROBS = "region_class_probs"
 
 
-def _check_tasks(tasks: Collection[str]) -> tuple[str, ...]:
-    unknown = sorted(set(tasks) - set(REGION_TASKS))
+def _check_tasks(
+    tasks: Collection[str],
+    valid: tuple[str, ...] = REGION_TASKS,
+    system: str = "ImageBERT",
+) -> tuple[str, ...]:
+    """``tasks`` in ``valid``'s order; ValueError (naming ``system``) on others."""
+    unknown = sorted(set(tasks) - set(valid))
     if unknown:
         raise ValueError(
-            f"unknown ImageBERT task ids {unknown}: valid ids are {list(REGION_TASKS)}"
+            f"unknown {system} task ids {unknown}: valid ids are {list(valid)}"
         )
-    return tuple(t for t in REGION_TASKS if t in set(tasks))
+    return tuple(t for t in valid if t in set(tasks))
 
 
 class RegionPretrainInputs(KaleidoPretrainInputs):
@@ -329,9 +334,14 @@ _SWAP_SALT = 0x496D616765  # "Image": the negative's swap coin and donor draw
 
 def examples_per_epoch(data_dir: str | Path, tasks: Collection[str]) -> int:
     """Examples one epoch yields (image records x 2 with ITM, x 1 without)."""
+    return _count_examples(data_dir, _check_tasks(tasks))
+
+
+def _count_examples(data_dir: str | Path, tasks: tuple[str, ...]) -> int:
+    """Examples one epoch yields for checked ``tasks`` (x 2 with ``itm``)."""
     from kaleido_tf.inputs.pipeline import examples_per_epoch as count
 
-    return count(data_dir, ("itm",) if "itm" in _check_tasks(tasks) else ())
+    return count(data_dir, ("itm",) if "itm" in tasks else ())
 
 
 def build_region_dataset(
@@ -346,6 +356,7 @@ def build_region_dataset(
     num_epochs: int | None = None,
     shuffle_buffer_size: int = 1024,
     group_size: int = 32,
+    inputs_class: type[RegionPretrainInputs] = RegionPretrainInputs,
     **kwargs,
 ) -> tf.data.Dataset:
     """ImageBERT pretraining batches (``REGION_BATCH_KEYS``) of a region folder.
@@ -357,6 +368,7 @@ def build_region_dataset(
             ``pipeline.build_pretrain_dataset``; ``group_size`` is also the pool
             of image-swap donors.
         corrupt: Mask (default ``training``).
+        inputs_class: ``RegionPretrainInputs`` or a subclass (InterBERT's).
         **kwargs: Further ``RegionPretrainInputs`` arguments (``layout``,
             ``seed``, the masking rates and slot counts, ``image_swap_fraction``,
             ``moc_target``, ``num_classes``, ``feature_dim``, ``max_seq_length``,
@@ -367,7 +379,7 @@ def build_region_dataset(
         ``moc_target_probs`` with ``moc_target="distribution"``, and
         ``extra_keys``).
     """
-    inputs = RegionPretrainInputs(
+    inputs = inputs_class(
         data_dir,
         tasks=tasks,
         corrupt=training if corrupt is None else corrupt,

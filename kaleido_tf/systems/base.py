@@ -55,6 +55,45 @@ class Objectives:
         return total, {k: tf.constant(self.weights[k]) for k in shares}
 
 
+def pair_weight_fn(losses_on_negatives: bool) -> Callable[[dict], tf.Tensor]:
+    """batch -> float32 [B]: 1 where an example's masked losses count.
+
+    With ``losses_on_negatives`` every example counts; else only matching pairs
+    (the ITM label, conditional masking).
+    """
+
+    def pair_weight(batch: dict) -> tf.Tensor:
+        if losses_on_negatives:
+            return tf.ones_like(batch["itm_labels"], tf.float32)
+        return tf.cast(batch["itm_labels"], tf.float32)  # 1 = ITM_MATCH
+
+    return pair_weight
+
+
+def argmax_accuracy(
+    logits_key: str,
+    label_key: str,
+    weight_key: str | None = None,
+    pair_weight: Callable[[dict], tf.Tensor] | None = None,
+) -> AccuracyTerm:
+    """Accuracy term: argmax of ``out[logits_key]`` == ``batch[label_key]``.
+
+    Weights are ``batch[weight_key]`` (ones without it), times
+    ``pair_weight(batch)[:, None]`` if given (per-slot terms of positives only).
+    """
+
+    def term(batch: dict, out: dict) -> tuple[tf.Tensor, tf.Tensor]:
+        labels = tf.cast(batch[label_key], tf.int32)
+        predicted = tf.argmax(out[logits_key], -1, output_type=tf.int32)
+        correct = tf.cast(tf.equal(predicted, labels), tf.float32)
+        weights = batch[weight_key] if weight_key else tf.ones_like(correct)
+        if pair_weight is not None:
+            weights = weights * pair_weight(batch)[:, None]
+        return correct, weights
+
+    return term
+
+
 def config_encoder_kwargs(config) -> dict:
     """CrossModalEncoder keyword arguments straight from ``config.model`` (what
     every system shares); a system overrides the patch-embedding choices it fixes."""

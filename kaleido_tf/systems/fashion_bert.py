@@ -17,7 +17,12 @@ from kaleido_tf.losses.adaptive_weighting import adaptive_combine
 from kaleido_tf.losses.classification import softmax_cross_entropy
 from kaleido_tf.losses.patch_kld import feature_kld
 from kaleido_tf.models.vl_model import VLModel
-from kaleido_tf.systems.base import Objectives, config_encoder_kwargs
+from kaleido_tf.systems.base import (
+    Objectives,
+    argmax_accuracy,
+    config_encoder_kwargs,
+    pair_weight_fn,
+)
 
 NAME = "fashion_bert"
 
@@ -82,11 +87,7 @@ def objectives(config: ExperimentConfig) -> Objectives:
     combined by the adaptive loss of Eq. 4-6 (``losses/adaptive_weighting.py``)."""
     fb = settings(config)
 
-    def pair_weight(batch: dict) -> tf.Tensor:
-        # [B]; 1 = compute this example's masked losses (F-Q10).
-        if fb.losses_on_negatives:
-            return tf.ones_like(batch["itm_labels"], tf.float32)
-        return tf.cast(batch["itm_labels"], tf.float32)
+    pair_weight = pair_weight_fn(fb.losses_on_negatives)  # F-Q10
 
     def mlm(batch, out):
         values = softmax_cross_entropy(batch["masked_lm_ids"], out["mlm_logits"])
@@ -100,24 +101,11 @@ def objectives(config: ExperimentConfig) -> Objectives:
         values = feature_kld(batch["mpm_targets"], out["mpm_logits"])
         return values, batch["mpm_weights"] * pair_weight(batch)[:, None]
 
-    def accuracy(task, label_key, weight_key=None):
-        def term(batch, out):
-            logits = out[f"{task}_logits"]
-            labels = tf.cast(batch[label_key], tf.int32)
-            correct = tf.cast(
-                tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels),
-                tf.float32,
-            )
-            weights = batch[weight_key] if weight_key else tf.ones_like(correct)
-            return correct, weights
-
-        return term
-
     active = fb.active()
     all_losses = {"mlm": mlm, "itm": itm, "mpm": mpm}
     all_accuracies = {
-        "mlm": accuracy("mlm", "masked_lm_ids", "masked_lm_weights"),
-        "itm": accuracy("itm", "itm_labels"),
+        "mlm": argmax_accuracy("mlm_logits", "masked_lm_ids", "masked_lm_weights"),
+        "itm": argmax_accuracy("itm_logits", "itm_labels"),
     }
     return Objectives(
         losses={k: all_losses[k] for k in active},

@@ -26,7 +26,12 @@ from kaleido_tf.config.experiment import ExperimentConfig, ImageBertConfig
 from kaleido_tf.losses.classification import softmax_cross_entropy
 from kaleido_tf.losses.region_losses import distribution_kl, squared_l2
 from kaleido_tf.models.vl_model import VLModel
-from kaleido_tf.systems.base import Objectives, config_encoder_kwargs
+from kaleido_tf.systems.base import (
+    Objectives,
+    argmax_accuracy,
+    config_encoder_kwargs,
+    pair_weight_fn,
+)
 
 NAME = "image_bert"
 
@@ -104,11 +109,7 @@ def objectives(config: ExperimentConfig) -> Objectives:
     """
     ib = settings(config)
 
-    def pair_weight(batch: dict) -> tf.Tensor:
-        # [B]; 1 = compute this example's masked losses (conditional masking).
-        if ib.losses_on_negatives:
-            return tf.ones_like(batch["itm_labels"], tf.float32)
-        return tf.cast(batch["itm_labels"], tf.float32)
+    pair_weight = pair_weight_fn(ib.losses_on_negatives)  # conditional masking
 
     def mlm(batch, out):
         values = softmax_cross_entropy(batch["masked_lm_ids"], out["mlm_logits"])
@@ -131,27 +132,16 @@ def objectives(config: ExperimentConfig) -> Objectives:
         values = softmax_cross_entropy(batch["itm_labels"], out["itm_logits"])
         return values, tf.ones_like(values)
 
-    def accuracy(task, label_key, weight_key=None, positives_only=False):
-        def term(batch, out):
-            logits = out[f"{task}_logits"]
-            labels = tf.cast(batch[label_key], tf.int32)
-            correct = tf.cast(
-                tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels),
-                tf.float32,
-            )
-            weights = batch[weight_key] if weight_key else tf.ones_like(correct)
-            if positives_only:
-                weights = weights * pair_weight(batch)[:, None]
-            return correct, weights
-
-        return term
-
     active = ib.active()
     all_losses = {"mlm": mlm, "moc": moc, "mrfr": mrfr, "itm": itm}
     all_accuracies = {
-        "mlm": accuracy("mlm", "masked_lm_ids", "masked_lm_weights", True),
-        "moc": accuracy("moc", "moc_labels", "masked_region_weights", True),
-        "itm": accuracy("itm", "itm_labels"),
+        "mlm": argmax_accuracy(
+            "mlm_logits", "masked_lm_ids", "masked_lm_weights", pair_weight
+        ),
+        "moc": argmax_accuracy(
+            "moc_logits", "moc_labels", "masked_region_weights", pair_weight
+        ),
+        "itm": argmax_accuracy("itm_logits", "itm_labels"),
     }
     return Objectives(
         losses={k: all_losses[k] for k in active},

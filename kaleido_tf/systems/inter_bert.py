@@ -24,7 +24,7 @@ from kaleido_tf.config.experiment import ExperimentConfig, InterBertConfig
 from kaleido_tf.losses.classification import softmax_cross_entropy
 from kaleido_tf.losses.region_losses import distribution_kl
 from kaleido_tf.models.inter_bert_model import InterBertModel
-from kaleido_tf.systems.base import Objectives
+from kaleido_tf.systems.base import Objectives, argmax_accuracy, pair_weight_fn
 
 logger = logging.getLogger(__name__)
 
@@ -165,10 +165,7 @@ def objectives(config: ExperimentConfig) -> Objectives:
     """
     ib = settings(config)
 
-    def pair_weight(batch: dict) -> tf.Tensor:
-        if ib.losses_on_negatives:
-            return tf.ones_like(batch["itm_labels"], tf.float32)
-        return tf.cast(batch["itm_labels"], tf.float32)  # 1 = ITM_MATCH
+    pair_weight = pair_weight_fn(ib.losses_on_negatives)
 
     def msm(batch, out):
         values = softmax_cross_entropy(batch["masked_lm_ids"], out["msm_logits"])
@@ -185,24 +182,14 @@ def objectives(config: ExperimentConfig) -> Objectives:
         values = softmax_cross_entropy(batch["itm_labels"], out["itm_logits"])
         return values, tf.ones_like(values)
 
-    def accuracy(task, label_key, weight_key=None):
-        def term(batch, out):
-            logits = out[f"{task}_logits"]
-            labels = tf.cast(batch[label_key], tf.int32)
-            predicted = tf.argmax(logits, -1, output_type=tf.int32)
-            correct = tf.cast(tf.equal(predicted, labels), tf.float32)
-            if weight_key is None:
-                return correct, tf.ones_like(correct)
-            return correct, batch[weight_key] * pair_weight(batch)[:, None]
-
-        return term
-
     active = ib.active()
     losses = {"msm": msm, "mrm": mrm, "itm": itm}
     accuracies = {
-        "msm": accuracy("msm", "masked_lm_ids", "masked_lm_weights"),
-        "mrm": accuracy("mrm", "mrm_labels", "mrm_weights"),
-        "itm": accuracy("itm", "itm_labels"),
+        "msm": argmax_accuracy(
+            "msm_logits", "masked_lm_ids", "masked_lm_weights", pair_weight
+        ),
+        "mrm": argmax_accuracy("mrm_logits", "mrm_labels", "mrm_weights", pair_weight),
+        "itm": argmax_accuracy("itm_logits", "itm_labels"),
     }
     return Objectives(
         losses={k: losses[k] for k in active},

@@ -12,7 +12,12 @@ from kaleido_tf.config.experiment import ExperimentConfig
 from kaleido_tf.losses.classification import softmax_cross_entropy
 from kaleido_tf.losses.patch_kld import feature_kld
 from kaleido_tf.models.vl_model import VLModel
-from kaleido_tf.systems.base import Objectives, config_encoder_kwargs
+from kaleido_tf.systems.base import (
+    Objectives,
+    argmax_accuracy,
+    config_encoder_kwargs,
+    pair_weight_fn,
+)
 
 NAME = "kaleido_bert"
 NUM_ROTATIONS = 4  # 0, 90, 180, 270 degrees (AKPM I)
@@ -80,11 +85,7 @@ def objectives(config: ExperimentConfig) -> Objectives:
     """The seven losses of Eq. 8 (unweighted sum), restricted to enabled tasks."""
     on_negatives = config.tasks.losses_on_negatives
 
-    def pair_weight(batch: dict) -> tf.Tensor:
-        # [B]; 1 = compute this example's masked losses (K-Q26).
-        if on_negatives:
-            return tf.ones_like(batch["itm_labels"], tf.float32)
-        return tf.cast(batch["itm_labels"], tf.float32)
+    pair_weight = pair_weight_fn(on_negatives)  # K-Q26
 
     def mlm(batch, out):
         values = softmax_cross_entropy(batch["masked_lm_ids"], out["mlm_logits"])
@@ -112,19 +113,6 @@ def objectives(config: ExperimentConfig) -> Objectives:
 
         return term
 
-    def accuracy(task, label_key, weight_fn=None):
-        def term(batch, out):
-            logits = out[f"{task}_logits"]
-            labels = tf.cast(batch[label_key], tf.int32)
-            correct = tf.cast(
-                tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels),
-                tf.float32,
-            )
-            weights = weight_fn(batch) if weight_fn else tf.ones_like(correct)
-            return correct, weights
-
-        return term
-
     all_losses = {
         "mlm": mlm,
         "itm": itm,
@@ -135,11 +123,11 @@ def objectives(config: ExperimentConfig) -> Objectives:
         "b2cm": reconstruction("b2cm"),
     }
     all_accuracies = {
-        "mlm": accuracy("mlm", "masked_lm_ids", lambda b: b["masked_lm_weights"]),
-        "itm": accuracy("itm", "itm_labels"),
-        "rr": accuracy("rr", "rr_labels"),
-        "jps": accuracy("jps", "jps_labels"),
-        "cp": accuracy("cp", "cp_labels"),
+        "mlm": argmax_accuracy("mlm_logits", "masked_lm_ids", "masked_lm_weights"),
+        "itm": argmax_accuracy("itm_logits", "itm_labels"),
+        "rr": argmax_accuracy("rr_logits", "rr_labels"),
+        "jps": argmax_accuracy("jps_logits", "jps_labels"),
+        "cp": argmax_accuracy("cp_logits", "cp_labels"),
     }
     active = config.tasks.active()
     return Objectives(

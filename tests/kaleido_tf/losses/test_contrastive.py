@@ -1,10 +1,6 @@
 """Symmetric InfoNCE, the learned temperature and cross-replica negatives vs numpy."""
 
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +13,7 @@ from kaleido_tf.losses.contrastive import (
     symmetric_info_nce,
 )
 from kaleido_tf.losses.reduction import weighted_mean
-
-REPO = Path(__file__).resolve().parents[3]
+from tests.helpers import run_cpu_script
 
 
 def np_symmetric_info_nce(text, image, scale):
@@ -200,14 +195,4 @@ print("OK")
 
 @pytest.mark.multi_device
 def test_two_replicas_give_the_single_device_loss_and_gradients():
-    env = dict(os.environ, PYTHONPATH=str(REPO), CUDA_VISIBLE_DEVICES="")
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    assert "OK" in result.stdout
+    run_cpu_script(SCRIPT)

@@ -1,10 +1,5 @@
 """The 9 gated Omni-Retrieval terms against numpy; gating; 1 vs 2 replicas."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -18,8 +13,8 @@ from kaleido_tf.losses.omni_retrieval import (
     similarity_matrices,
 )
 from kaleido_tf.losses.reduction import weighted_mean
+from tests.helpers import run_cpu_script
 
-REPO = Path(__file__).resolve().parents[3]
 B, E = 5, 6
 
 
@@ -273,14 +268,4 @@ print("OK")
 
 @pytest.mark.multi_device
 def test_two_replicas_give_the_single_device_loss_and_gradients():
-    env = dict(os.environ, PYTHONPATH=str(REPO), CUDA_VISIBLE_DEVICES="")
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    assert "OK" in result.stdout
+    run_cpu_script(SCRIPT)

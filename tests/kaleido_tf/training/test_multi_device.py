@@ -1,13 +1,8 @@
 """1 vs 2 logical CPU devices under MirroredStrategy: same loss, same gradients."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
+from tests.helpers import run_cpu_script
 
 SCRIPT = r"""
 import os
@@ -67,14 +62,4 @@ print("OK")
 
 @pytest.mark.multi_device
 def test_two_devices_give_the_same_loss_and_gradients():
-    env = dict(os.environ, PYTHONPATH=str(REPO), CUDA_VISIBLE_DEVICES="")
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    assert "OK" in result.stdout
+    run_cpu_script(SCRIPT)
