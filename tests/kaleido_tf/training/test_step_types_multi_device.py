@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[3]
 
 SCRIPT = r"""
@@ -52,6 +54,12 @@ print("HISTORY", json.dumps(read_history(sys.argv[1])))
 """
 
 
+# 35 s on 2 cores: outside the default run. The default run covers its parts: the
+# same K on every replica (test_modality_randomization), CommerceMM's image-text step
+# on 2 replicas (models/test_commerce_mm_model_replicas) and both step types through
+# the Trainer (test_step_types_commerce_mm). `pytest -m slow` runs it.
+@pytest.mark.slow
+@pytest.mark.multi_device
 def test_stage2_randomization_on_two_devices(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run(
