@@ -127,7 +127,9 @@ class _PixelFolderInputs:
             )
 
     def example(self, serialized: tf.Tensor, epoch: tf.Tensor) -> dict:
-        raise NotImplementedError
+        """One serialised record -> its example (defined by ``ImageTextInputs``
+        and ``OmniInputs``; this base class only reads and shuffles records)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no example()")
 
     def epoch_dataset(
         self,
