@@ -24,7 +24,50 @@ AGM_LEVELS = (3, 4, 5)  # "AGM strategy works on level-3, level-4, level-5"
 PATCH_BUDGETS = {3: 1, 4: 2, 5: 3}
 
 
-class AGMMasker:
+class TokenReplacement:
+    """``replace_tokens`` of every masker that chooses tokens with ``select``
+    (AGMMasker, SpanMasker): BERT's 80/10/10 replacement of the chosen tokens and
+    the list of masked slots, from the draws ``select`` used.
+
+    The masker provides ``_split(uniforms)`` (with ``token_uniform`` and
+    ``random_token``), ``mask_id``, ``_random_ids``, ``max_masked_tokens``,
+    ``mask_token_prob`` and ``random_token_prob``.
+    """
+
+    def replace_tokens(
+        self,
+        input_ids: tf.Tensor,
+        token_masked: tf.Tensor,
+        uniforms: tf.Tensor,
+    ) -> dict[str, tf.Tensor]:
+        """Applies 80/10/10 replacement and lists the masked slots.
+
+        Args:
+            input_ids: int32 [G, T]. Original token ids.
+            token_masked: bool [G, T]. 1 = masked (``select``); at most M.
+            uniforms: float [G, >= num_uniforms]. The draws given to ``select``.
+
+        Returns:
+            ``input_ids`` int32 [G, T] after replacement;
+            ``masked_lm_positions`` int32 [G, M] (ascending, 0 on padding slots);
+            ``masked_lm_ids`` int32 [G, M] original ids (0 on padding slots);
+            ``masked_lm_weights`` float32 [G, M] (1 = real slot, 0 = padding).
+        """
+        u = self._split(uniforms)
+        return replace_masked_tokens(
+            input_ids,
+            token_masked,
+            u["token_uniform"],
+            u["random_token"],
+            mask_id=self.mask_id,
+            random_token_ids=self._random_ids,
+            max_masked_tokens=self.max_masked_tokens,
+            mask_token_prob=self.mask_token_prob,
+            random_token_prob=self.random_token_prob,
+        )
+
+
+class AGMMasker(TokenReplacement):
     """Chooses the masked words and patches of an example; replaces masked tokens.
 
     AGM (``mode="agm"``), per example (kaleido_fashionbert.md §4.3, K-Q9, K-Q13):
@@ -365,38 +408,6 @@ class AGMMasker:
             "pair_word_masked": pair_wm,
             "pair_patch_masked": pair_pm,
         }
-
-    def replace_tokens(
-        self,
-        input_ids: tf.Tensor,
-        token_masked: tf.Tensor,
-        uniforms: tf.Tensor,
-    ) -> dict[str, tf.Tensor]:
-        """Applies 80/10/10 replacement and lists the masked slots.
-
-        Args:
-            input_ids: int32 [G, T]. Original token ids.
-            token_masked: bool [G, T]. 1 = masked (``select``); at most M.
-            uniforms: float [G, >= num_uniforms]. The draws given to ``select``.
-
-        Returns:
-            ``input_ids`` int32 [G, T] after replacement;
-            ``masked_lm_positions`` int32 [G, M] (ascending, 0 on padding slots);
-            ``masked_lm_ids`` int32 [G, M] original ids (0 on padding slots);
-            ``masked_lm_weights`` float32 [G, M] (1 = real slot, 0 = padding).
-        """
-        u = self._split(uniforms)
-        return replace_masked_tokens(
-            input_ids,
-            token_masked,
-            u["token_uniform"],
-            u["random_token"],
-            mask_id=self.mask_id,
-            random_token_ids=self._random_ids,
-            max_masked_tokens=self.max_masked_tokens,
-            mask_token_prob=self.mask_token_prob,
-            random_token_prob=self.random_token_prob,
-        )
 
 
 def masked_slots(masked: tf.Tensor, slots: int) -> tuple[tf.Tensor, tf.Tensor]:

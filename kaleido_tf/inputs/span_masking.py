@@ -14,12 +14,12 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from kaleido_tf.inputs.masking import masked_slots, replace_masked_tokens
+from kaleido_tf.inputs.masking import TokenReplacement, masked_slots
 
 __all__ = ["SpanMasker", "masked_slots"]  # masked_slots: for existing importers
 
 
-class SpanMasker:
+class SpanMasker(TokenReplacement):
     """Chooses MSM spans of WordPieces and applies 80/10/10 replacement.
 
     Per example (imagebert_interbert_commercemm.md §3.4 and §3.11 #9):
@@ -193,38 +193,6 @@ class SpanMasker:
             "anchors": anchors,
             "span_lengths": length,
         }
-
-    def replace_tokens(
-        self,
-        input_ids: tf.Tensor,
-        token_masked: tf.Tensor,
-        uniforms: tf.Tensor,
-    ) -> dict[str, tf.Tensor]:
-        """Applies 80/10/10 replacement and lists the masked slots.
-
-        Args:
-            input_ids: int32 [G, T]. Original token ids.
-            token_masked: bool [G, T]. 1 = masked (``select``); at most M.
-            uniforms: float [G, >= num_uniforms]. The draws given to ``select``.
-
-        Returns:
-            ``input_ids`` int32 [G, T] after replacement;
-            ``masked_lm_positions`` int32 [G, M] (ascending, 0 on padding slots);
-            ``masked_lm_ids`` int32 [G, M] original ids (0 on padding slots);
-            ``masked_lm_weights`` float32 [G, M] (1 = real slot, 0 = padding).
-        """
-        u = self._split(uniforms)
-        return replace_masked_tokens(
-            input_ids,
-            token_masked,
-            u["token_uniform"],
-            u["random_token"],
-            mask_id=self.mask_id,
-            random_token_ids=self._random_ids,
-            max_masked_tokens=self.max_masked_tokens,
-            mask_token_prob=self.mask_token_prob,
-            random_token_prob=self.random_token_prob,
-        )
 
 
 def _shift_right(x: tf.Tensor, k: int, fill) -> tf.Tensor:
